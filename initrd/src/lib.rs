@@ -1,0 +1,1 @@
+//! initrd: being written
