@@ -1,1 +1,67 @@
-fn main() {}
+//! `virt-sandbox-init`: PID 1 of every sandbox.
+//!
+//! `main` reads as the boot sequence. Every step either succeeds or becomes an
+//! [`error::Failure`] naming the step; a failure is logged to the console, reported to
+//! the host when the channel is up, and followed by power-off. Nothing here may panic:
+//! the profile aborts on panic, which would only show up as "Attempted to kill init".
+
+mod channel;
+mod command;
+mod error;
+mod kmsg;
+mod modules;
+mod mounts;
+mod net;
+mod power;
+mod relay;
+
+use error::Failure;
+use protocol::{GuestMsg, HostMsg, PROTOCOL_VERSION};
+
+fn main() {
+    // A command that closes its stdin early must not take init down with it.
+    // SAFETY: installing SIG_IGN for SIGPIPE; the child restores the default.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut chan = None;
+    if let Err(failure) = boot(&mut chan) {
+        kmsg::error(&failure.to_string());
+        if let Some(chan) = chan.as_mut() {
+            // The host ends the run with 125 and this message; if even this write fails
+            // the host still sees the channel close before an exit status.
+            let _ = chan.send(&GuestMsg::Error {
+                stage: failure.stage.to_string(),
+                message: failure.message.clone(),
+            });
+        }
+    }
+    power::off()
+}
+
+fn boot(chan: &mut Option<channel::Channel>) -> Result<(), Failure> {
+    // Before the run spec: only what every run needs, so that a VM booted up to the
+    // spec could be snapshotted and reused.
+    mounts::early()?;
+    kmsg::info("early mounts done");
+    modules::load_all()?;
+    kmsg::info("modules loaded");
+    let c = chan.insert(channel::Channel::open()?);
+    c.send(&GuestMsg::Hello { version: PROTOCOL_VERSION })?;
+
+    let spec = match c.recv()? {
+        Some(HostMsg::Run(spec)) => spec,
+        Some(other) => return Err(Failure::protocol(format!("expected Run, got {other:?}"))),
+        None => return Err(Failure::protocol("host closed the channel before Run".into())),
+    };
+
+    // The run itself.
+    mounts::new_root(&spec.mounts)?;
+    mounts::switch_root()?;
+    net::setup(&spec.hostname)?;
+    let status = match command::spawn(&spec)? {
+        command::Spawned::Running(child) => relay::run(c, child)?,
+        command::Spawned::Failed(status) => status,
+    };
+    power::sync();
+    c.send(&GuestMsg::Exit(status))?;
+    Ok(())
+}

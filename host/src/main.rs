@@ -1,1 +1,54 @@
-fn main() {}
+//! `virt-sandbox`: CLI -> validated spec -> backend -> exit status, nothing else.
+
+use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use virt_sandbox::cli::Cli;
+use virt_sandbox::exit::{Outcome, SANDBOX_FAILED};
+use virt_sandbox::identity::{current_groups, HostUsers};
+use virt_sandbox::spec::{self, Backend, Caller};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { SANDBOX_FAILED } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let caller = Caller {
+        // SAFETY: getuid/getgid cannot fail.
+        uid: unsafe { libc::getuid() },
+        // SAFETY: as above.
+        gid: unsafe { libc::getgid() },
+        groups: current_groups(),
+        env: std::env::vars_os().collect(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        pid: std::process::id(),
+        users: &HostUsers,
+    };
+    let spec = match spec::build(cli, &caller) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("virt-sandbox: {msg}");
+            return ExitCode::from(SANDBOX_FAILED);
+        }
+    };
+    // Notices (kernel fallback, TCG) go to a terminal or with -v only: in a pipeline the
+    // launcher's stderr should be the command's.
+    let show_notices = spec.verbose || std::io::stderr().is_terminal();
+    let notice = |msg: &str| {
+        if show_notices {
+            eprintln!("virt-sandbox: {msg}");
+        }
+    };
+    let outcome: Outcome = match spec.backend {
+        Backend::Qemu => virt_sandbox::qemu::run(&spec, &notice),
+    };
+    let argv0 = spec.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(msg) = outcome.message(&argv0) {
+        eprintln!("{msg}");
+    }
+    ExitCode::from(outcome.code())
+}

@@ -1,1 +1,25 @@
-//! initrd: being written
+//! The initrd of a virt-sandbox VM: which kernel modules it needs, in what order, and
+//! the archive that carries them with the init binary to the guest kernel.
+//!
+//! - [`modules`]: resolve module names and aliases against `/lib/modules/<version>`
+//!   into a load order, through the kernel's own `modules.dep`/`modules.builtin`.
+//! - [`decompress`]: unpack `.ko.zst`/`.ko.xz`/`.ko.gz` modules, and the xz/LZ4/zstd/gzip
+//!   payloads of kernel images.
+//! - [`cpio`]: the newc cpio writer the kernel's initramfs unpacker reads.
+//! - [`build`] lays out the image (see there); [`cached`] keeps built images keyed by
+//!   content so a launch usually only hashes its inputs.
+//!
+//! The host launcher uses all of it; the guest only sees the result, at the paths in
+//! [`MODULES_DIR`] and [`MODULE_ORDER_FILE`].
+
+pub mod cache;
+pub mod cpio;
+pub mod decompress;
+mod error;
+mod image;
+pub mod modules;
+
+pub use cache::{cached, default_cache_dir, store_atomically};
+pub use error::Error;
+pub use image::{build, MODULES_DIR, MODULE_ORDER_FILE};
+pub use modules::{Availability, ModuleTree, ResolvedModule};

@@ -68,7 +68,7 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// The next message, or `Ok(None)` on a clean end of stream between frames.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn read_msg<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let mut len = [0u8; 4];
         match read_full(&mut self.inner, &mut len)? {
             0 => return Ok(None),
@@ -124,16 +124,16 @@ mod tests {
         }
         let mut r = FrameReader::new(&wire[..]);
         for m in &msgs {
-            assert_eq!(&r.next::<GuestMsg>().unwrap().unwrap(), m);
+            assert_eq!(&r.read_msg::<GuestMsg>().unwrap().unwrap(), m);
         }
-        assert!(r.next::<GuestMsg>().unwrap().is_none());
+        assert!(r.read_msg::<GuestMsg>().unwrap().is_none());
     }
 
     #[test]
     fn oversized_length_is_refused_before_allocation() {
         let mut wire = (u32::MAX).to_le_bytes().to_vec();
         wire.extend_from_slice(&[0; 16]);
-        let err = FrameReader::new(&wire[..]).next::<GuestMsg>().unwrap_err();
+        let err = FrameReader::new(&wire[..]).read_msg::<GuestMsg>().unwrap_err();
         assert!(matches!(err, FrameError::TooLarge(n) if n == u32::MAX as usize));
         assert!(matches!(decode::<GuestMsg>(&wire), Err(FrameError::TooLarge(_))));
     }
@@ -164,7 +164,7 @@ mod tests {
         let mut wire = encode(&GuestMsg::Hello { version: 1 }).unwrap();
         wire.pop();
         assert!(matches!(
-            FrameReader::new(&wire[..]).next::<GuestMsg>(),
+            FrameReader::new(&wire[..]).read_msg::<GuestMsg>(),
             Err(FrameError::Truncated)
         ));
         assert!(decode::<GuestMsg>(&wire).unwrap().is_none());

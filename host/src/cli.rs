@@ -1,0 +1,102 @@
+//! The command line, spelled as libvirt-sandbox's `virt-sandbox` so that its users'
+//! habits carry over. Parsing only; [`crate::spec`] turns this into a validated plan.
+
+use clap::{Parser, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "virt-sandbox",
+    version,
+    about = "Run one command inside a throwaway sandbox (microVM or container)",
+    long_about = "Run one command inside a throwaway sandbox. Seen from outside it behaves like the \
+                  command itself: the same stdout and stderr bytes, stdin streamed in, the same exit \
+                  status. Exit status 125 means the sandbox itself failed, 124 a --timeout, 126 \
+                  a command that cannot be executed and 127 one that was not found.",
+    trailing_var_arg = true
+)]
+pub struct Cli {
+    /// Sandbox driver URI: qemu:///session (a QEMU microVM; the default).
+    #[arg(short = 'c', long = "connect", value_name = "URI", default_value = "qemu:///session")]
+    pub connect: String,
+
+    /// Sandbox name (default: unique per run).
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Set an environment variable in the sandbox; KEY alone copies the host's value.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<OsString>,
+
+    /// Run the command as root inside the sandbox.
+    #[arg(short = 'p', long = "privileged", conflicts_with = "switchto")]
+    pub privileged: bool,
+
+    /// Run the command as USER (resolved on the host).
+    #[arg(short = 'S', long = "switchto", value_name = "USER")]
+    pub switchto: Option<String>,
+
+    /// Say what the launcher chose (kernel, accelerator, filesystem).
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+
+    /// Also show the guest console on stderr.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+
+    /// Kernel image to boot (default: the running kernel's, else the newest in /boot).
+    #[arg(long, value_name = "PATH", env = "VIRT_SANDBOX_KERNEL")]
+    pub kernel: Option<PathBuf>,
+
+    /// Kernel version, for finding its modules (default: read from the image).
+    #[arg(long, value_name = "VER")]
+    pub kernver: Option<String>,
+
+    /// Directory of the kernel's modules (default: /lib/modules/VER).
+    #[arg(long, value_name = "DIR")]
+    pub kmodpath: Option<PathBuf>,
+
+    /// Hardware acceleration.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+
+    /// How the host root is shared with the guest.
+    #[arg(long, value_enum, default_value_t = Fs::Auto)]
+    pub fs: Fs,
+
+    /// Guest memory, e.g. 512M or 2G.
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub memory: String,
+
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u32,
+
+    /// Stop the command after this long (e.g. 30s, 5m, 1h30m) and exit 124.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Give up on a boot that has not reached init after this long (e.g. 30s).
+    #[arg(long, value_name = "DURATION", env = "VIRT_SANDBOX_BOOT_TIMEOUT", hide = true)]
+    pub boot_timeout: Option<String>,
+
+    /// The command and its arguments.
+    #[arg(value_name = "COMMAND", required = true, num_args = 1..)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fs {
+    Auto,
+    Virtiofs,
+    #[value(name = "9p")]
+    NineP,
+}

@@ -1,0 +1,92 @@
+//! Finding `virt-sandbox-init`, the static PID 1 that goes into every sandbox.
+
+use std::path::{Path, PathBuf};
+
+const NAME: &str = "virt-sandbox-init";
+
+/// Where the init binary may be, in order: `$VIRT_SANDBOX_INIT`, beside the launcher,
+/// the cargo build tree the launcher came from (musl, then the static glibc fallback),
+/// then the install prefixes.
+pub fn candidates(exe: &Path, env: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut c: Vec<PathBuf> = env.into_iter().collect();
+    if let Some(dir) = exe.parent() {
+        c.push(dir.join(NAME));
+        // target/{release,debug}/virt-sandbox -> target/<triple>/init/virt-sandbox-init
+        if let Some(target) = dir.parent() {
+            for triple in ["x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"] {
+                c.push(target.join(triple).join("init").join(NAME));
+            }
+        }
+        if let Some(prefix) = dir.parent() {
+            c.push(prefix.join("lib/virt-sandbox").join(NAME));
+        }
+    }
+    c.push(PathBuf::from("/usr/local/lib/virt-sandbox").join(NAME));
+    c.push(PathBuf::from("/usr/lib/virt-sandbox").join(NAME));
+    c
+}
+
+/// The init binary's bytes.
+pub fn load() -> Result<Vec<u8>, String> {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let env = std::env::var_os("VIRT_SANDBOX_INIT").map(PathBuf::from);
+    let from_env = env.is_some();
+    let list = candidates(&exe, env);
+    if from_env {
+        let p = &list[0];
+        return std::fs::read(p).map_err(|e| format!("VIRT_SANDBOX_INIT={}: {e}", p.display()));
+    }
+    for p in &list {
+        // A dynamically linked build (cargo's debug one sits beside a debug launcher)
+        // cannot run in an initrd that has no loader: skip it.
+        if let Ok(bytes) = std::fs::read(p) {
+            if is_static_elf(&bytes) {
+                return Ok(bytes);
+            }
+        }
+    }
+    Err(format!(
+        "no static {NAME} found (looked in {}); build it with scripts/setup.sh or set VIRT_SANDBOX_INIT",
+        list.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// An x86-64 ELF executable without a PT_INTERP program header.
+pub fn is_static_elf(b: &[u8]) -> bool {
+    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as usize);
+    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let u64_at = |o: usize| b.get(o..o + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    if b.get(..5) != Some(b"\x7fELF\x02") || u16_at(0x12) != Some(62) {
+        return false;
+    }
+    let (Some(phoff), Some(entsize), Some(num)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    (0..num).all(|i| {
+        let at = (phoff as usize).saturating_add(i * entsize);
+        u32_at(at).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_beside_the_launcher_and_in_the_cargo_tree() {
+        let c = candidates(Path::new("/src/target/release/virt-sandbox"), None);
+        assert_eq!(c[0], PathBuf::from("/src/target/release/virt-sandbox-init"));
+        assert!(c.contains(&PathBuf::from("/src/target/x86_64-unknown-linux-musl/init/virt-sandbox-init")));
+        let c = candidates(Path::new("/x/virt-sandbox"), Some("/custom/init".into()));
+        assert_eq!(c[0], PathBuf::from("/custom/init"));
+    }
+
+    #[test]
+    fn dynamic_binaries_are_not_static() {
+        // The test binary itself is dynamically linked (it has an interpreter).
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(!is_static_elf(&me));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+    }
+}

@@ -1,0 +1,290 @@
+//! Which kernel the VM boots, its version, and where its modules are.
+//!
+//! The order (DESIGN.md, boot path step 1): `--kernel`, `VIRT_SANDBOX_KERNEL`,
+//! `/boot/vmlinuz-$(uname -r)`, `/usr/lib/modules/$(uname -r)/vmlinuz`, then the newest
+//! `/boot/vmlinuz-*` with a notice, because a container host or a freshly upgraded one
+//! often runs a kernel whose image is not on disk. The version comes from the image's
+//! own header rather than its file name, so the modules match the kernel that boots.
+//! Every host path is a parameter ([`Roots`]) so tests run on a fake tree.
+
+use std::cmp::Ordering;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::bzimage::{read_image_kind, ImageKind};
+use super::Error;
+
+/// The host directories discovery looks in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// Where distributions install `vmlinuz-<version>` (`/boot`).
+    pub boot: PathBuf,
+    /// Where modules live by version (`/lib/modules`).
+    pub modules: PathBuf,
+    /// The merged-/usr location, which also holds `<version>/vmlinuz` on Fedora and
+    /// Arch (`/usr/lib/modules`).
+    pub usr_modules: PathBuf,
+}
+
+impl Roots {
+    /// The real host's directories.
+    pub fn host() -> Self {
+        Roots {
+            boot: PathBuf::from("/boot"),
+            modules: PathBuf::from("/lib/modules"),
+            usr_modules: PathBuf::from("/usr/lib/modules"),
+        }
+    }
+}
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelRequest {
+    /// `--kernel`: a bzImage or ELF vmlinux; a relative path is taken from the cwd.
+    pub kernel: Option<PathBuf>,
+    /// `--kernver`: overrides the version read from the image.
+    pub kernver: Option<String>,
+    /// `--kmodpath`: the modules directory itself (the one holding `modules.dep`);
+    /// a relative path is taken from the cwd.
+    pub kmodpath: Option<PathBuf>,
+}
+
+/// How the image on disk is packaged, which decides how QEMU can boot it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// A compressed bzImage: bootable as is, or through its extracted vmlinux.
+    BzImage,
+    /// An uncompressed ELF vmlinux: bootable only through its PVH entry.
+    ElfVmlinux,
+}
+
+/// The kernel discovery settled on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// Absolute path of the image.
+    pub image: PathBuf,
+    pub format: ImageFormat,
+    /// `--kernver`, else the first token of the bzImage's version string.
+    pub version: String,
+    /// Where the modules for `version` are, which need not exist: a kernel with
+    /// everything built in needs none (see [`Kernel::modules_present`]).
+    pub modules_dir: PathBuf,
+    /// A line for the user when the image is not the running kernel's own.
+    pub notice: Option<String>,
+}
+
+impl Kernel {
+    /// Whether the modules directory has the `modules.dep` that module resolution reads;
+    /// a directory without it (leftovers of a removed package) counts as absent.
+    pub fn modules_present(&self) -> bool {
+        self.modules_dir.join("modules.dep").is_file()
+    }
+}
+
+/// Finds the kernel to boot. `env_kernel` is `VIRT_SANDBOX_KERNEL` (empty counts as
+/// unset) and `running_release` is `uname -r` ([`running_release`]).
+pub fn discover(
+    req: &KernelRequest,
+    env_kernel: Option<PathBuf>,
+    running_release: &str,
+    roots: &Roots,
+) -> Result<Kernel, Error> {
+    let (image, notice) = find_image(req, env_kernel, running_release, roots)?;
+    let kind = read_image_kind(&image)?;
+    let version = match (&req.kernver, kind.version()) {
+        (Some(version), _) => version.clone(),
+        (None, Some(version)) => version.to_owned(),
+        (None, None) => return Err(Error::NeedKernver { path: image }),
+    };
+    let modules_dir = match &req.kmodpath {
+        Some(dir) => absolute(dir)?,
+        None => modules_dir_for(&version, roots),
+    };
+    let format = match kind {
+        ImageKind::BzImage(_) => ImageFormat::BzImage,
+        ImageKind::ElfVmlinux => ImageFormat::ElfVmlinux,
+    };
+    Ok(Kernel {
+        image,
+        format,
+        version,
+        modules_dir,
+        notice,
+    })
+}
+
+/// The image path in the search order, with a notice when it is only the newest
+/// installed kernel rather than the running one.
+fn find_image(
+    req: &KernelRequest,
+    env_kernel: Option<PathBuf>,
+    release: &str,
+    roots: &Roots,
+) -> Result<(PathBuf, Option<String>), Error> {
+    if let Some(path) = &req.kernel {
+        let path = absolute(path)?;
+        return match path.exists() {
+            true => Ok((path, None)),
+            false => Err(Error::KernelArgMissing { path }),
+        };
+    }
+    if let Some(path) = env_kernel.filter(|path| !path.as_os_str().is_empty()) {
+        let path = absolute(&path)?;
+        return match path.exists() {
+            true => Ok((path, None)),
+            false => Err(Error::EnvKernelMissing { path }),
+        };
+    }
+    let mut looked = Vec::new();
+    if !release.is_empty() {
+        let own = [
+            roots.boot.join(format!("vmlinuz-{release}")),
+            roots.usr_modules.join(release).join("vmlinuz"),
+        ];
+        for candidate in own {
+            if candidate.is_file() {
+                return Ok((candidate, None));
+            }
+            looked.push(candidate);
+        }
+    }
+    match newest_boot_image(&roots.boot)? {
+        Some(path) => {
+            let notice = format!(
+                "no kernel image for the running kernel {release}; using {}",
+                path.display()
+            );
+            Ok((path, Some(notice)))
+        }
+        None => {
+            looked.push(roots.boot.join("vmlinuz-*"));
+            Err(Error::NoKernel { looked })
+        }
+    }
+}
+
+/// The `vmlinuz-<version>` file in `boot` with the highest version, if any. A missing
+/// `boot` is an empty one (containers often have none).
+fn newest_boot_image(boot: &Path) -> Result<Option<PathBuf>, Error> {
+    let entries = match std::fs::read_dir(boot) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::ListBoot {
+                path: boot.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut best: Option<(String, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::ListBoot {
+            path: boot.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let Some(version) = name.to_str().and_then(|n| n.strip_prefix("vmlinuz-")) else {
+            continue;
+        };
+        let path = entry.path();
+        if version.is_empty() || !path.is_file() {
+            continue;
+        }
+        let newer = match &best {
+            Some((seen, _)) => compare_versions(version, seen) == Ordering::Greater,
+            None => true,
+        };
+        if newer {
+            best = Some((version.to_owned(), path));
+        }
+    }
+    Ok(best.map(|(_, path)| path))
+}
+
+/// `<modules>/<version>` if it is a directory, else `<usr_modules>/<version>` if that
+/// is, else `<modules>/<version>` (absent: a kernel that needs no modules).
+fn modules_dir_for(version: &str, roots: &Roots) -> PathBuf {
+    let primary = roots.modules.join(version);
+    if primary.is_dir() {
+        return primary;
+    }
+    let usr = roots.usr_modules.join(version);
+    if usr.is_dir() {
+        return usr;
+    }
+    primary
+}
+
+/// Resolves a relative user path against the current directory, as a shell would; the
+/// path is not canonicalised, so messages show it as the user wrote it, made absolute.
+fn absolute(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|source| Error::CurrentDir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Orders kernel versions naturally: runs of digits compare as numbers, so 6.10 is
+/// newer than 6.9; other runs compare as bytes; a version that is a prefix of another
+/// is older.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (runs(a), runs(b));
+    loop {
+        let ordering = match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if is_number(x) && is_number(y) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            (Some(x), Some(y)) => x.cmp(y),
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+}
+
+fn is_number(run: &str) -> bool {
+    run.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Splits a string into maximal runs of ASCII digits and of everything else.
+fn runs(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let digits = is_number(rest);
+        // The first character is of the run's kind, so the run is never empty.
+        let end = rest
+            .find(|c: char| c.is_ascii_digit() != digits)
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(end);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// The running kernel's release (`uname -r`), or an empty string in the impossible
+/// case that `uname` fails, which makes discovery skip the running-kernel steps.
+pub fn running_release() -> String {
+    // SAFETY: `utsname` is arrays of C chars, for which all zero bytes are valid.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uname` writes only into the struct it is given, which outlives the call.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! The launcher's library: everything `main.rs` wires together.
+//!
+//! `cli` parses, `spec` validates into a plan, a backend (`qemu`) runs it through
+//! `session`, and `exit` maps the outcome to a status.
+
+pub mod accel;
+pub mod cli;
+pub mod exit;
+pub mod identity;
+pub mod initfile;
+pub mod kernel;
+pub mod proc;
+pub mod qemu;
+pub mod runtime_dir;
+pub mod session;
+pub mod spec;
+pub mod units;

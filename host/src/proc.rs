@@ -1,0 +1,55 @@
+//! Helper processes (QEMU, virtiofsd) that must not outlive the launcher.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Makes the child get SIGKILL when the launcher dies, even by SIGKILL.
+///
+/// PR_SET_PDEATHSIG fires when the thread that forked exits, so children are only ever
+/// spawned from the main thread, which lives as long as the launcher.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY (whole closure): prctl and getppid are async-signal-safe, as pre_exec requires.
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The launcher may already have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends SIGKILL to `pid`, ignoring a process that is already gone.
+pub fn kill(pid: u32) {
+    // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+/// Blocks until `pid` has exited, without reaping it (so its pid stays ours and a later
+/// kill cannot hit a stranger).
+pub fn wait_exit_noreap(pid: u32) {
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child with a valid out pointer.
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// Finds an executable by name on PATH.
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}

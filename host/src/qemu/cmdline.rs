@@ -1,0 +1,160 @@
+//! Where the QEMU command line and the kernel command line are built. Pure functions of
+//! a [`VmConfig`], so every flag is visible in one place and unit-tested.
+
+use super::plan::{Machine, Share};
+use crate::accel::Chosen;
+use protocol::CONTROL_PORT_NAME;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The tag the guest mounts the host root by.
+pub const ROOT_TAG: &str = "vsroot";
+
+pub struct VmConfig {
+    pub name: String,
+    pub accel: Chosen,
+    pub machine: Machine,
+    pub share: Share,
+    pub memory: u64,
+    pub cpus: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
+    /// vhost-user socket of virtiofsd (virtiofs only).
+    pub virtiofs_socket: Option<PathBuf>,
+    /// Our listening socket for the control channel; QEMU connects to it.
+    pub control_socket: PathBuf,
+}
+
+pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |parts: &[&str]| a.extend(parts.iter().map(OsString::from));
+    let mib = c.memory >> 20;
+    let dev = |mmio: &str, pci: &str| match c.machine {
+        Machine::Microvm => mmio.to_string(),
+        Machine::Q35 => pci.to_string(),
+    };
+
+    // No defaults, no config files, no firmware display: only what is listed here.
+    push(&["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]);
+    push(&["-name", &c.name]);
+    // virtiofs needs guest memory that virtiofsd can map: a shared memfd backend.
+    let backend = (c.share == Share::Virtiofs).then_some(",memory-backend=mem").unwrap_or("");
+    match c.machine {
+        // rtc=on: the kernel's rtc_cmos probe costs over a second without it.
+        Machine::Microvm => push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
+        Machine::Q35 => push(&["-M", &format!("q35{backend}")]),
+    }
+    match c.accel {
+        Chosen::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        Chosen::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+    }
+    push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
+    if c.share == Share::Virtiofs {
+        push(&["-object", &format!("memory-backend-memfd,id=mem,size={mib}M,share=on")]);
+    }
+    push(&["-kernel", &c.kernel.to_string_lossy(), "-initrd", &c.initrd.to_string_lossy(), "-append", &c.append]);
+    // The console goes to QEMU's stdout, which the launcher captures.
+    push(&["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]);
+
+    // The root share. Its socket is connected before the control socket (chardevs are
+    // created in order), so once the control channel is up both sockets can be unlinked.
+    match (c.share, &c.virtiofs_socket) {
+        (Share::Virtiofs, Some(sock)) => {
+            push(&["-chardev", &format!("socket,id=vfs,path={}", sock.display())]);
+            push(&["-device", &format!("{},chardev=vfs,tag={ROOT_TAG},queue-size=1024", dev("vhost-user-fs-device", "vhost-user-fs-pci"))]);
+        }
+        _ => {
+            push(&["-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap"]);
+            push(&["-device", &format!("{},fsdev=root,mount_tag={ROOT_TAG}", dev("virtio-9p-device", "virtio-9p-pci"))]);
+        }
+    }
+
+    push(&["-chardev", &format!("socket,id=ctl,path={}", c.control_socket.display())]);
+    push(&["-device", &dev("virtio-serial-device", "virtio-serial-pci")]);
+    push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
+    a
+}
+
+/// The kernel command line. `quiet` unless debugging: every console byte is slow to
+/// emulate, and errors and panics still print at this level.
+pub fn kernel_append(machine: Machine, debug: bool, tsc_khz: Option<u64>) -> String {
+    let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t"];
+    // An init failure or a panic must end the VM, not leave it spinning.
+    p.push("oops=panic");
+    if debug {
+        p.push("loglevel=7");
+    } else {
+        p.push("quiet");
+        p.push("loglevel=4");
+    }
+    if machine == Machine::Microvm {
+        p.push("pci=off");
+    }
+    let mut s = p.join(" ");
+    if let Some(khz) = tsc_khz {
+        s.push_str(&format!(" tsc_early_khz={khz}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(share: Share, machine: Machine) -> VmConfig {
+        VmConfig {
+            name: "t".into(),
+            accel: Chosen::Tcg,
+            machine,
+            share,
+            memory: 512 << 20,
+            cpus: 2,
+            kernel: "/boot/vmlinuz".into(),
+            initrd: "/cache/initrd.cpio".into(),
+            append: "console=ttyS0".into(),
+            virtiofs_socket: Some("/run/x/vfs.sock".into()),
+            control_socket: "/run/x/ctl.sock".into(),
+        }
+    }
+
+    fn joined(c: &VmConfig) -> String {
+        qemu_args(c).iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn microvm_with_virtiofs_shares_memory_and_uses_mmio_devices() {
+        let s = joined(&cfg(Share::Virtiofs, Machine::Microvm));
+        assert!(s.starts_with("-nodefaults -no-user-config -no-reboot"));
+        assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem"));
+        assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(s.contains("-device vhost-user-fs-device,chardev=vfs,tag=vsroot"));
+        assert!(s.contains("-device virtio-serial-device"));
+        assert!(s.contains("name=org.virt-sandbox.control"));
+        assert!(s.contains("-accel tcg -cpu max -smp 2 -m 512M"));
+        // vfs must be connected before ctl.
+        assert!(s.find("id=vfs").unwrap() < s.find("id=ctl").unwrap());
+    }
+
+    #[test]
+    fn nine_p_is_read_only_and_needs_no_shared_memory() {
+        let s = joined(&cfg(Share::NineP, Machine::Microvm));
+        assert!(s.contains("-fsdev local,id=root,path=/,security_model=none,readonly=on"));
+        assert!(s.contains("-device virtio-9p-device,fsdev=root,mount_tag=vsroot"));
+        assert!(!s.contains("memory-backend"));
+    }
+
+    #[test]
+    fn q35_uses_pci_devices() {
+        let s = joined(&cfg(Share::NineP, Machine::Q35));
+        assert!(s.contains("-M q35"));
+        assert!(s.contains("virtio-9p-pci") && s.contains("virtio-serial-pci"));
+    }
+
+    #[test]
+    fn kernel_command_line() {
+        let a = kernel_append(Machine::Microvm, false, Some(2_400_000));
+        assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
+        assert!(kernel_append(Machine::Q35, true, None).contains("loglevel=7"));
+    }
+}

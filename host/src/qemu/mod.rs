@@ -1,0 +1,225 @@
+//! The QEMU backend: a microVM that boots the host's kernel with our initrd.
+//!
+//! `run` is the whole life of one VM: choose (kernel, accelerator, machine, share),
+//! prepare (initrd), start (virtiofsd, QEMU), hand over to the session, tear down.
+
+mod cmdline;
+mod console;
+mod plan;
+mod virtiofsd;
+
+use crate::exit::Outcome;
+use crate::kernel::{self, KernelRequest, Roots};
+use crate::runtime_dir::RuntimeDir;
+use crate::session::{self, Event, Limits};
+use crate::spec::Spec;
+use crate::{accel, initfile, proc};
+use cmdline::{VmConfig, ROOT_TAG};
+use plan::Share;
+use protocol::MountKind;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use virt_sandbox_initrd::modules::{Availability, ModuleTree};
+
+/// Lines of console shown with a failure.
+const CONSOLE_LINES: usize = 20;
+
+pub fn run(spec: &Spec, notice: &dyn Fn(&str)) -> Outcome {
+    match start(spec, notice) {
+        Ok(outcome) => outcome,
+        Err(reason) => Outcome::failed(reason),
+    }
+}
+
+fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
+    // Choose.
+    let req = KernelRequest { kernel: spec.kernel.clone(), kernver: spec.kernver.clone(), kmodpath: spec.kmodpath.clone() };
+    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| e.to_string())?;
+    if let Some(n) = &kernel.notice {
+        notice(n);
+    }
+    let tree = if kernel.modules_present() {
+        Some(ModuleTree::open(&kernel.modules_dir).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    // A kernel without a modules tree must have what it needs built in.
+    let has = |m: &str| tree.as_ref().map_or(Availability::Builtin, |t| t.availability(m));
+    let (accel, accel_notice) = accel::choose(spec.accel, &accel::Probe::host())?;
+    if let Some(n) = accel_notice {
+        notice(&n);
+    }
+    let virtiofsd = virtiofsd::find();
+    let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
+    if spec.verbose {
+        notice(&format!(
+            "kernel {} ({}), {:?}, {:?}, root over {:?}",
+            kernel.image.display(),
+            kernel.version,
+            accel,
+            plan.machine,
+            plan.share
+        ));
+    }
+
+    // Prepare.
+    let modules = match &tree {
+        Some(t) => t.resolve(&plan.modules).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let init = initfile::load()?;
+    let cache = virt_sandbox_initrd::default_cache_dir();
+    let (initrd, _hit) = virt_sandbox_initrd::cached(&cache, &init, &modules).map_err(|e| e.to_string())?;
+    let tsc = match accel {
+        accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+        accel::Chosen::Kvm => None,
+    };
+
+    // Start.
+    let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
+    let ctl_path = rundir.path().join("ctl.sock");
+    let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
+    let mut helpers = Helpers::default();
+    let vfs_socket = match plan.share {
+        Share::Virtiofs => {
+            let sock = rundir.path().join("vfs.sock");
+            let bin = virtiofsd.map_err(|e| e.to_string())?;
+            helpers.virtiofsd = Some(virtiofsd::start(&bin, &sock)?);
+            Some(sock)
+        }
+        Share::NineP => None,
+    };
+    let cfg = VmConfig {
+        name: spec.name.clone(),
+        accel,
+        machine: plan.machine,
+        share: plan.share,
+        memory: spec.memory,
+        cpus: spec.cpus,
+        kernel: kernel.image.clone(),
+        initrd,
+        append: cmdline::kernel_append(plan.machine, spec.debug, tsc),
+        virtiofs_socket: vfs_socket,
+        control_socket: ctl_path,
+    };
+    let console = console::Tail::default();
+    let qemu_err = console::Tail::default();
+    let qemu = spawn_qemu(&cfg, &console, &qemu_err, spec.debug)?;
+    let qemu_pid = qemu.id();
+    helpers.qemu = Some(qemu);
+
+    let stream = match accept(&listener, &mut helpers) {
+        Ok(s) => s,
+        Err(reason) => {
+            helpers.stop();
+            return Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) });
+        }
+    };
+    // Every socket is connected: nothing needs the paths any more.
+    drop(listener);
+    rundir.remove();
+
+    // Run.
+    let (tx, rx) = session::events();
+    let gone = tx.clone();
+    std::thread::spawn(move || {
+        proc::wait_exit_noreap(qemu_pid);
+        let _ = gone.send(Event::SandboxGone);
+    });
+    let limits = Limits {
+        boot_timeout: spec.boot_timeout.unwrap_or(match accel {
+            accel::Chosen::Kvm => Duration::from_secs(10),
+            accel::Chosen::Tcg => Duration::from_secs(30),
+        }),
+        timeout: spec.timeout,
+    };
+    let mounts = vec![protocol::Mount {
+        kind: match plan.share {
+            Share::Virtiofs => MountKind::Virtiofs { tag: ROOT_TAG.into() },
+            Share::NineP => MountKind::NineP { tag: ROOT_TAG.into() },
+        },
+        target: "/".into(),
+        readonly: true,
+    }];
+    let outcome = session::run(stream, spec.run_spec(mounts), &limits, tx, rx);
+
+    // Tear down. The guest synced before reporting, so nothing is lost by killing it.
+    helpers.stop();
+    Ok(match outcome {
+        Outcome::Failed { reason, console: None } => {
+            let mut tail = console.last_lines(CONSOLE_LINES);
+            let errs = qemu_err.last_lines(5);
+            if !errs.is_empty() {
+                tail = format!("{tail}\n{errs}");
+            }
+            Outcome::Failed { reason, console: Some(tail) }
+        }
+        other => other,
+    })
+}
+
+#[derive(Default)]
+struct Helpers {
+    qemu: Option<Child>,
+    virtiofsd: Option<Child>,
+}
+
+impl Helpers {
+    fn stop(&mut self) {
+        for child in [self.qemu.take(), self.virtiofsd.take()].into_iter().flatten() {
+            let mut child = child;
+            proc::kill(child.id());
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, debug: bool) -> Result<Child, String> {
+    let bin = std::env::var_os("VIRT_SANDBOX_QEMU")
+        .map(std::path::PathBuf::from)
+        .or_else(|| proc::which("qemu-system-x86_64"))
+        .ok_or("qemu-system-x86_64 is not installed (Debian/Ubuntu: apt-get install qemu-system-x86)")?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(cmdline::qemu_args(cfg)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    proc::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    if let Some(out) = child.stdout.take() {
+        console.capture(out, debug);
+    }
+    if let Some(err) = child.stderr.take() {
+        errs.capture(err, debug);
+    }
+    Ok(child)
+}
+
+/// Waits for QEMU to connect the control socket; fails if QEMU exits first.
+fn accept(listener: &UnixListener, helpers: &mut Helpers) -> Result<UnixStream, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("control socket: {e}")),
+        }
+        if let Some(q) = helpers.qemu.as_mut() {
+            if let Ok(Some(status)) = q.try_wait() {
+                return Err(format!("QEMU failed to start ({status})"));
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err("QEMU did not connect its control channel within 30s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

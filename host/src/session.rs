@@ -1,0 +1,213 @@
+//! The host side of a run, for every backend: hand the guest its run spec, relay stdio
+//! both ways, forward signals, enforce `--timeout` and the boot watchdog, and turn what
+//! happens into an [`Outcome`].
+//!
+//! Threads: one reads guest frames and writes stdout/stderr directly (the hot path),
+//! one streams stdin, one turns signals into events; the calling thread only decides.
+//! Nothing the guest sends is trusted: frames are bounded by `protocol`, and any
+//! message out of place ends the run as a protocol error.
+
+use crate::exit::Outcome;
+use protocol::{write_frame, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
+use serde_bytes::ByteBuf;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub enum Event {
+    Hello(u32),
+    Exit(protocol::ExitStatus),
+    GuestError { stage: String, message: String },
+    ProtocolError(String),
+    ChannelClosed,
+    /// The VMM or container process is gone.
+    SandboxGone,
+    /// The launcher received this signal.
+    Signal(i32),
+    /// Our stdout reader went away (EPIPE).
+    StdoutClosed,
+}
+
+pub struct Limits {
+    pub boot_timeout: Duration,
+    pub timeout: Option<Duration>,
+}
+
+/// A sender for the backend, e.g. to report [`Event::SandboxGone`].
+pub fn events() -> (Sender<Event>, Receiver<Event>) {
+    mpsc::channel()
+}
+
+/// Runs the session on an already connected control stream. Returns when the run has an
+/// outcome; the caller then tears the sandbox down.
+pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>, rx: Receiver<Event>) -> Outcome {
+    let writer = match stream.try_clone() {
+        Ok(w) => Arc::new(Mutex::new(w)),
+        Err(e) => return Outcome::failed(format!("control channel: {e}")),
+    };
+    spawn_reader(stream, tx.clone());
+    spawn_signals(tx.clone());
+
+    // Boot watchdog: no word from init in time means the boot hung.
+    let boot_deadline = Instant::now() + limits.boot_timeout;
+    match wait(&rx, Some(boot_deadline)) {
+        Some(Event::Hello(v)) if v == PROTOCOL_VERSION => {}
+        Some(Event::Hello(v)) => {
+            return Outcome::failed(format!("protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"))
+        }
+        None => {
+            return Outcome::failed(format!(
+                "the sandbox did not start within {:?} (boot watchdog); it was stopped",
+                limits.boot_timeout
+            ))
+        }
+        Some(Event::Signal(n)) => return Outcome::Interrupted(n),
+        Some(other) => return before_exit(other),
+    }
+    if send(&writer, &HostMsg::Run(Box::new(spec))).is_err() {
+        return Outcome::failed("control channel closed while sending the run spec");
+    }
+    spawn_stdin(writer.clone());
+
+    let deadline = limits.timeout.map(|t| Instant::now() + t);
+    let mut signals = 0;
+    let mut gone_at: Option<Instant> = None;
+    loop {
+        // Once the sandbox process is gone, give the reader a moment to drain the frames
+        // it already has (the exit status may be among them).
+        let until = match (deadline, gone_at) {
+            (_, Some(t)) => Some(t + Duration::from_secs(2)),
+            (d, None) => d,
+        };
+        match wait(&rx, until) {
+            None if gone_at.is_some() => return Outcome::failed("the sandbox stopped before the command exited"),
+            None => return Outcome::TimedOut,
+            Some(Event::Exit(status)) => return Outcome::Command(status),
+            Some(Event::Signal(n)) => {
+                signals += 1;
+                if signals > 1 {
+                    return Outcome::Interrupted(n);
+                }
+                let _ = send(&writer, &HostMsg::Signal(n));
+            }
+            Some(Event::SandboxGone) => gone_at = Some(Instant::now()),
+            Some(Event::StdoutClosed) => return Outcome::Command(protocol::ExitStatus::Signal(libc::SIGPIPE)),
+            Some(Event::Hello(_)) => return Outcome::failed("protocol error: a second Hello"),
+            Some(other) => return before_exit(other),
+        }
+    }
+}
+
+fn before_exit(ev: Event) -> Outcome {
+    match ev {
+        Event::GuestError { stage, message } => Outcome::failed(format!("sandbox init failed at {stage}: {message}")),
+        Event::ProtocolError(m) => Outcome::failed(format!("protocol error: {m}")),
+        _ => Outcome::failed("the sandbox stopped before the command exited"),
+    }
+}
+
+fn wait(rx: &Receiver<Event>, until: Option<Instant>) -> Option<Event> {
+    match until {
+        None => rx.recv().ok(),
+        Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            // Every sender gone cannot happen while the reader lives; treat as closed.
+            Err(RecvTimeoutError::Disconnected) => Some(Event::ChannelClosed),
+        },
+    }
+}
+
+fn send(writer: &Mutex<UnixStream>, msg: &HostMsg) -> Result<(), protocol::FrameError> {
+    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+    write_frame(&mut *w, msg)
+}
+
+/// Fd 1 or 2 as a `File` that is never closed by drop, and unbuffered.
+fn std_fd(fd: i32) -> ManuallyDrop<File> {
+    // SAFETY: fds 1 and 2 stay open for the launcher's life; ManuallyDrop never closes them.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+}
+
+fn spawn_reader(stream: UnixStream, tx: Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut reader = FrameReader::new(stream);
+        let mut out = std_fd(1);
+        let mut err = std_fd(2);
+        let mut exited = false;
+        loop {
+            let ev = match reader.read_msg::<GuestMsg>() {
+                Ok(Some(GuestMsg::Stdout(d))) if !exited => match out.write_all(&d) {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Event::StdoutClosed,
+                    Err(e) => Event::ProtocolError(format!("writing stdout: {e}")),
+                },
+                Ok(Some(GuestMsg::Stderr(d))) if !exited => {
+                    let _ = err.write_all(&d);
+                    continue;
+                }
+                Ok(Some(GuestMsg::Exit(st))) if !exited => {
+                    exited = true;
+                    Event::Exit(st)
+                }
+                Ok(Some(GuestMsg::Hello { version })) => Event::Hello(version),
+                Ok(Some(GuestMsg::Error { stage, message })) => Event::GuestError { stage, message },
+                Ok(Some(other)) => Event::ProtocolError(format!("unexpected {} after the exit status", kind(&other))),
+                Ok(None) => Event::ChannelClosed,
+                Err(e) => Event::ProtocolError(e.to_string()),
+            };
+            let last = matches!(ev, Event::ChannelClosed | Event::ProtocolError(_) | Event::StdoutClosed);
+            if tx.send(ev).is_err() || last {
+                return;
+            }
+        }
+    });
+}
+
+fn kind(m: &GuestMsg) -> &'static str {
+    match m {
+        GuestMsg::Hello { .. } => "Hello",
+        GuestMsg::Stdout(_) => "stdout data",
+        GuestMsg::Stderr(_) => "stderr data",
+        GuestMsg::Exit(_) => "exit status",
+        GuestMsg::Error { .. } => "error",
+    }
+}
+
+fn spawn_stdin(writer: Arc<Mutex<UnixStream>>) {
+    std::thread::spawn(move || {
+        let mut input = std_fd(0);
+        let mut buf = vec![0u8; MAX_CHUNK];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if send(&writer, &HostMsg::Stdin(ByteBuf::from(&buf[..n]))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // A closed or unreadable stdin is an empty one.
+                Err(_) => break,
+            }
+        }
+        let _ = send(&writer, &HostMsg::StdinEof);
+    });
+}
+
+fn spawn_signals(tx: Sender<Event>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) else { return };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(Event::Signal(sig)).is_err() {
+                return;
+            }
+        }
+    });
+}

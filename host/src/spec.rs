@@ -1,0 +1,223 @@
+//! Turns the parsed command line into one validated [`Spec`]: pure, so every rule is
+//! unit-tested without booting anything. Every error here is a usage error (exit 125)
+//! raised before anything starts.
+
+use crate::cli::{Accel, Cli, Fs};
+use crate::identity::UserDb;
+use crate::units::{parse_duration, parse_size};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A QEMU microVM started by the launcher.
+    Qemu,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub backend: Backend,
+    pub name: String,
+    pub argv: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub identity: Identity,
+    pub memory: u64,
+    pub cpus: u32,
+    pub timeout: Option<Duration>,
+    pub boot_timeout: Option<Duration>,
+    pub accel: Accel,
+    pub fs: Fs,
+    pub kernel: Option<PathBuf>,
+    pub kernver: Option<String>,
+    pub kmodpath: Option<PathBuf>,
+    pub verbose: bool,
+    pub debug: bool,
+}
+
+/// What the spec is built against: the caller as the host sees it.
+pub struct Caller<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub pid: u32,
+    pub users: &'a dyn UserDb,
+}
+
+/// Host variables that carry over into the clean environment by default.
+fn inherited_by_default(key: &[u8]) -> bool {
+    matches!(key, b"PATH" | b"TERM" | b"LANG" | b"LANGUAGE") || key.starts_with(b"LC_")
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const MIN_MEMORY: u64 = 64 << 20;
+
+pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
+    let backend = backend(&cli.connect)?;
+    let name = match cli.name {
+        Some(n) => valid_name(n)?,
+        None => format!("virt-sandbox-{}-{:x}", caller.pid, nonce()),
+    };
+    if cli.command.first().is_none_or(|c| c.is_empty()) {
+        return Err("no command given: usage is virt-sandbox [OPTIONS] -- COMMAND [ARG...]".into());
+    }
+
+    let (identity, user) = if cli.privileged {
+        let root = caller.users.by_uid(0);
+        (Identity { uid: 0, gid: 0, groups: vec![0] }, root.map(|u| (u.name, u.home)).unwrap_or(("root".into(), "/root".into())))
+    } else if let Some(name) = &cli.switchto {
+        let u = caller.users.by_name(name).ok_or_else(|| format!("unknown user {name:?} for --switchto"))?;
+        let groups = caller.users.groups(&u);
+        (Identity { uid: u.uid, gid: u.gid, groups }, (u.name, u.home))
+    } else {
+        let u = caller.users.by_uid(caller.uid);
+        let (name, home) = match u {
+            Some(u) => (u.name, u.home),
+            None => (caller.uid.to_string(), "/".into()),
+        };
+        (Identity { uid: caller.uid, gid: caller.gid, groups: caller.groups.clone() }, (name, home))
+    };
+
+    let env = environment(&caller.env, &user.0, &user.1, &cli.env)?;
+
+    let memory = parse_size(&cli.memory).map_err(|e| format!("--memory: {e}"))?;
+    if memory < MIN_MEMORY {
+        return Err(format!("--memory {} is too small: the sandbox needs at least 64M", cli.memory));
+    }
+    if cli.cpus == 0 || cli.cpus > 255 {
+        return Err(format!("--cpus {} is out of range: use 1 to 255", cli.cpus));
+    }
+    let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
+    if timeout == Some(Duration::ZERO) {
+        return Err("--timeout 0 would stop the command before it starts: give a positive duration".into());
+    }
+    let boot_timeout = cli.boot_timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("boot timeout: {e}"))?;
+    let absolute = |p: PathBuf| if p.is_absolute() { p } else { caller.cwd.join(p) };
+
+    Ok(Spec {
+        backend,
+        name,
+        argv: cli.command,
+        env,
+        cwd: caller.cwd.clone(),
+        identity,
+        memory,
+        cpus: cli.cpus,
+        timeout,
+        boot_timeout,
+        accel: cli.accel,
+        fs: cli.fs,
+        kernel: cli.kernel.map(absolute),
+        kernver: cli.kernver,
+        kmodpath: cli.kmodpath.map(absolute),
+        verbose: cli.verbose || cli.debug,
+        debug: cli.debug,
+    })
+}
+
+fn backend(uri: &str) -> Result<Backend, String> {
+    match uri {
+        "qemu:///session" | "qemu:///system" => Ok(Backend::Qemu),
+        u if u.starts_with("lxc:") || u.starts_with("libvirt+") => {
+            Err(format!("connect URI {u:?} is not supported by this build yet; use qemu:///session"))
+        }
+        u => Err(format!("unknown connect URI {u:?}: use qemu:///session")),
+    }
+}
+
+fn valid_name(n: String) -> Result<String, String> {
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !n.starts_with('.');
+    if ok {
+        Ok(n)
+    } else {
+        Err(format!("invalid --name {n:?}: use 1-64 letters, digits, '-', '_' or '.'"))
+    }
+}
+
+/// The command's environment: the default set from the host, the identity's
+/// HOME/USER/LOGNAME, then each `-e` in order (later wins).
+fn environment(
+    host: &[(OsString, OsString)],
+    user: &str,
+    home: &str,
+    extra: &[OsString],
+) -> Result<Vec<(OsString, OsString)>, String> {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    let mut set = |k: OsString, v: OsString| {
+        if let Some(slot) = env.iter_mut().find(|(key, _)| *key == k) {
+            slot.1 = v;
+        } else {
+            env.push((k, v));
+        }
+    };
+    set("PATH".into(), DEFAULT_PATH.into());
+    for (k, v) in host {
+        if inherited_by_default(k.as_bytes()) {
+            set(k.clone(), v.clone());
+        }
+    }
+    set("HOME".into(), home.into());
+    set("USER".into(), user.into());
+    set("LOGNAME".into(), user.into());
+    for item in extra {
+        let bytes = item.as_bytes();
+        let (k, v) = match bytes.iter().position(|&b| b == b'=') {
+            Some(i) => (OsStr::from_bytes(&bytes[..i]).to_owned(), Some(OsStr::from_bytes(&bytes[i + 1..]).to_owned())),
+            None => (item.clone(), None),
+        };
+        if k.is_empty() || k.as_bytes().contains(&0) {
+            return Err(format!("invalid -e {item:?}: expected KEY=VALUE or KEY"));
+        }
+        match v {
+            Some(v) => set(k, v),
+            None => match host.iter().find(|(hk, _)| *hk == k) {
+                Some((_, hv)) => set(k, hv.clone()),
+                None => return Err(format!("-e {}: the variable is not set on the host", k.to_string_lossy())),
+            },
+        }
+    }
+    Ok(env)
+}
+
+fn nonce() -> u32 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16)
+}
+
+impl Spec {
+    /// The guest's half of this spec, with the backend's mounts (root first).
+    pub fn run_spec(&self, mounts: Vec<protocol::Mount>) -> protocol::RunSpec {
+        use serde_bytes::ByteBuf;
+        let bytes = |s: &OsStr| ByteBuf::from(s.as_bytes().to_vec());
+        protocol::RunSpec {
+            argv: self.argv.iter().map(|a| bytes(a)).collect(),
+            env: self.env.iter().map(|(k, v)| (bytes(k), bytes(v))).collect(),
+            cwd: bytes(self.cwd.as_os_str()),
+            identity: protocol::Identity {
+                uid: self.identity.uid,
+                gid: self.identity.gid,
+                groups: self.identity.groups.clone(),
+            },
+            hostname: "sandbox".into(),
+            mounts,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod tests;

@@ -1,0 +1,122 @@
+use super::*;
+use crate::identity::User;
+use clap::Parser;
+
+struct FakeUsers;
+
+impl UserDb for FakeUsers {
+    fn by_name(&self, name: &str) -> Option<User> {
+        (name == "alice").then(|| User { name: "alice".into(), uid: 1001, gid: 1001, home: "/home/alice".into() })
+    }
+    fn by_uid(&self, uid: u32) -> Option<User> {
+        match uid {
+            0 => Some(User { name: "root".into(), uid: 0, gid: 0, home: "/root".into() }),
+            1000 => Some(User { name: "bob".into(), uid: 1000, gid: 1000, home: "/home/bob".into() }),
+            _ => None,
+        }
+    }
+    fn groups(&self, u: &User) -> Vec<u32> {
+        vec![u.gid, 27]
+    }
+}
+
+fn caller() -> Caller<'static> {
+    Caller {
+        uid: 1000,
+        gid: 1000,
+        groups: vec![1000, 4],
+        env: vec![
+            ("PATH".into(), "/opt/bin:/usr/bin".into()),
+            ("SECRET".into(), "x".into()),
+            ("LC_ALL".into(), "C.UTF-8".into()),
+            ("EDITOR".into(), "vi".into()),
+        ],
+        cwd: "/work/dir".into(),
+        pid: 42,
+        users: &FakeUsers,
+    }
+}
+
+fn spec(args: &[&str]) -> Result<Spec, String> {
+    let cli = Cli::try_parse_from(std::iter::once("virt-sandbox").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    build(cli, &caller())
+}
+
+fn env_of(s: &Spec, key: &str) -> Option<String> {
+    s.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.to_string_lossy().into_owned())
+}
+
+#[test]
+fn defaults_run_as_the_caller_in_the_callers_cwd() {
+    let s = spec(&["--", "id"]).unwrap();
+    assert_eq!(s.identity, Identity { uid: 1000, gid: 1000, groups: vec![1000, 4] });
+    assert_eq!(s.cwd, PathBuf::from("/work/dir"));
+    assert_eq!(env_of(&s, "HOME").as_deref(), Some("/home/bob"));
+    assert_eq!(env_of(&s, "USER").as_deref(), Some("bob"));
+    assert_eq!(env_of(&s, "LOGNAME").as_deref(), Some("bob"));
+    assert_eq!(s.backend, Backend::Qemu);
+    assert!(s.name.starts_with("virt-sandbox-42-"));
+}
+
+#[test]
+fn the_environment_is_clean_but_keeps_path_and_locale() {
+    let s = spec(&["--", "env"]).unwrap();
+    assert_eq!(env_of(&s, "PATH").as_deref(), Some("/opt/bin:/usr/bin"));
+    assert_eq!(env_of(&s, "LC_ALL").as_deref(), Some("C.UTF-8"));
+    assert_eq!(env_of(&s, "SECRET"), None);
+    assert_eq!(env_of(&s, "EDITOR"), None);
+}
+
+#[test]
+fn dash_e_sets_overrides_and_copies() {
+    let s = spec(&["-e", "A=1", "-e", "HOME=/x", "-e", "EDITOR", "-e", "B=", "--", "env"]).unwrap();
+    assert_eq!(env_of(&s, "A").as_deref(), Some("1"));
+    assert_eq!(env_of(&s, "HOME").as_deref(), Some("/x"));
+    assert_eq!(env_of(&s, "EDITOR").as_deref(), Some("vi"));
+    assert_eq!(env_of(&s, "B").as_deref(), Some(""));
+    assert!(spec(&["-e", "NOPE", "--", "env"]).unwrap_err().contains("NOPE"));
+    assert!(spec(&["-e", "=v", "--", "env"]).unwrap_err().contains("KEY=VALUE"));
+}
+
+#[test]
+fn privileged_is_root_and_switchto_resolves_on_the_host() {
+    let s = spec(&["-p", "--", "id"]).unwrap();
+    assert_eq!(s.identity, Identity { uid: 0, gid: 0, groups: vec![0] });
+    assert_eq!(env_of(&s, "HOME").as_deref(), Some("/root"));
+    let s = spec(&["-S", "alice", "--", "id"]).unwrap();
+    assert_eq!(s.identity, Identity { uid: 1001, gid: 1001, groups: vec![1001, 27] });
+    assert!(spec(&["-S", "mallory", "--", "id"]).unwrap_err().contains("mallory"));
+    assert!(spec(&["-p", "-S", "alice", "--", "id"]).is_err());
+}
+
+#[test]
+fn bad_values_are_refused_with_the_option_named() {
+    for (args, needle) in [
+        (&["--memory", "lots", "--", "true"][..], "--memory"),
+        (&["--memory", "1M", "--", "true"], "too small"),
+        (&["--cpus", "0", "--", "true"], "--cpus"),
+        (&["--timeout", "soon", "--", "true"], "--timeout"),
+        (&["--timeout", "0", "--", "true"], "--timeout"),
+        (&["-n", "bad name", "--", "true"], "--name"),
+        (&["-c", "lxc:///", "--", "true"], "not supported"),
+        (&["-c", "vmware://x", "--", "true"], "unknown connect URI"),
+        (&["--", ""], "no command"),
+    ] {
+        let err = spec(args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn relative_kernel_paths_resolve_against_the_cwd() {
+    let s = spec(&["--kernel", "k/bzImage", "--", "true"]).unwrap();
+    assert_eq!(s.kernel, Some(PathBuf::from("/work/dir/k/bzImage")));
+}
+
+#[test]
+fn the_command_keeps_its_own_options() {
+    let s = spec(&["--", "ls", "-l", "--color", "-p"]).unwrap();
+    assert_eq!(s.argv, ["ls", "-l", "--color", "-p"]);
+    let s = spec(&["ls", "-la"]).unwrap();
+    assert_eq!(s.argv, ["ls", "-la"]);
+}
