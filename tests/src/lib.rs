@@ -1,1 +1,210 @@
-//! End-to-end tests live in tests/.
+//! Helpers for the end-to-end tests: they run the real `virt-sandbox` binary, which
+//! boots real VMs with the kernels installed in /boot.
+//!
+//! The suite is meant to run through `scripts/test.sh`, which installs and builds what
+//! it needs and bounds concurrency to two sandboxes (`--test-threads=2`, two cores).
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The launcher under test: `$VIRT_SANDBOX_BIN`, else the workspace's release build.
+pub fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIRT_SANDBOX_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/virt-sandbox");
+    assert!(p.is_file(), "{} is missing: run scripts/test.sh, which builds it", p.display());
+    p
+}
+
+fn boot_kernel(cloud: bool) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(OsStr::to_str).unwrap_or("");
+            name.starts_with("vmlinuz-") && name.ends_with("-amd64") && name.contains("-cloud-") == cloud
+        })
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        let pkg = if cloud { "linux-image-cloud-amd64" } else { "linux-image-amd64" };
+        panic!("no {pkg} kernel in /boot: run scripts/test.sh, which installs it")
+    })
+}
+
+/// Debian's cloud kernel: virtiofs, no 9p. The default for most tests (fastest boot).
+pub fn cloud_kernel() -> PathBuf {
+    boot_kernel(true)
+}
+
+/// Debian's generic kernel: has 9p as well.
+pub fn generic_kernel() -> PathBuf {
+    boot_kernel(false)
+}
+
+/// `virt-sandbox --kernel <cloud kernel>` with `args`; stdin is empty.
+pub fn sandbox<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = Command::new(bin());
+    c.arg("--kernel").arg(cloud_kernel()).args(args).stdin(Stdio::null());
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {} after {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.elapsed, self.stdout_str(), self.stderr)
+    }
+}
+
+pub fn output(cmd: &mut Command) -> Run {
+    let start = Instant::now();
+    let Output { status, stdout, stderr } = cmd.output().expect("running virt-sandbox");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Runs `virt-sandbox --kernel <cloud> ARGS`.
+pub fn run(args: &[&str]) -> Run {
+    output(&mut sandbox(args))
+}
+
+/// Runs with `input` on stdin.
+pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Run {
+    let start = Instant::now();
+    let mut child = sandbox(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A host directory that the sandbox can see (not under /tmp, /run or /var/tmp, which
+/// are fresh tmpfs inside), removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let base = Path::new("/var/cache/virt-sandbox-tests");
+        std::fs::create_dir_all(base).unwrap();
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = base.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn pids_matching(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Children of `pid` (all threads).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+pub fn alive(pid: u32) -> bool {
+    // A zombie has exited; it only waits for its (dead) parent's reaper.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(data))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}

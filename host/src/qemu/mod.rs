@@ -3,6 +3,7 @@
 //! `run` is the whole life of one VM: choose (kernel, accelerator, machine, share),
 //! prepare (initrd), start (virtiofsd, QEMU), hand over to the session, tear down.
 
+mod boot_image;
 mod cmdline;
 mod console;
 mod plan;
@@ -71,6 +72,10 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let (initrd, _hit) = virt_sandbox_initrd::cached(&cache, &init, &modules).map_err(|e| e.to_string())?;
+    let (boot_image, why) = boot_image::choose(&kernel, &cache);
+    if let (Some(why), true) = (why, spec.verbose) {
+        notice(&why);
+    }
     let tsc = match accel {
         accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         accel::Chosen::Kvm => None,
@@ -97,7 +102,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         share: plan.share,
         memory: spec.memory,
         cpus: spec.cpus,
-        kernel: kernel.image.clone(),
+        kernel: boot_image,
         initrd,
         append: cmdline::kernel_append(plan.machine, spec.debug, tsc),
         virtiofs_socket: vfs_socket,

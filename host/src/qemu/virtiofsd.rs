@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 const READY_WAIT: Duration = Duration::from_secs(10);
 
-/// Where distributions and `cargo install` put it, after `$VIRTIOFSD` and PATH.
-const PLACES: &[&str] = &["/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", "/usr/local/bin/virtiofsd"];
+/// Where distributions put the Rust virtiofsd, after `$VIRTIOFSD`, PATH and
+/// `~/.cargo/bin`. QEMU's older C virtiofsd (Debian 12's /usr/lib/qemu/virtiofsd) takes
+/// other options and is not used.
+const PLACES: &[&str] = &["/usr/libexec/virtiofsd", "/usr/local/bin/virtiofsd"];
 
 /// The virtiofsd binary, or why there is none (one sentence with the fix).
 pub fn find() -> Result<PathBuf, String> {
