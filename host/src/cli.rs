@@ -14,7 +14,9 @@ use std::path::PathBuf;
                   command itself: the same stdout and stderr bytes, stdin streamed in, the same exit \
                   status. Exit status 125 means the sandbox itself failed, 124 a --timeout, 126 \
                   a command that cannot be executed and 127 one that was not found.",
-    trailing_var_arg = true
+    trailing_var_arg = true,
+    // A later option wins, as in most tools, so wrappers can add defaults in front.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Sandbox driver URI: qemu:///session (a QEMU microVM; the default).

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs and builds everything virt-sandbox needs, idempotently; fast when all is there.
+#   - QEMU and cpio from Debian's packages
+#   - Debian's cloud and generic kernels (with modules) when /boot has no kernel image
+#     (the tests use both: the cloud one has virtiofs, the generic one 9p as well)
+#   - the Rust virtiofsd, into /usr/local/bin so every user can run it
+#   - the musl target (fallback: a static glibc build of the init)
+#   - the launcher and the static init, release builds
+# Usage: scripts/setup.sh [--for-tests]    (run as root on Debian 12 or similar)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for_tests=0
+[ "${1:-}" = "--for-tests" ] && for_tests=1
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# Cargo may live in ~/.cargo/bin without being on PATH (a fresh root shell).
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+# --- Debian packages -------------------------------------------------------------
+pkgs=()
+command -v qemu-system-x86_64 >/dev/null || pkgs+=(qemu-system-x86)
+command -v cpio >/dev/null || pkgs+=(cpio)
+command -v depmod >/dev/null || pkgs+=(kmod)
+have_kernel() { compgen -G "/boot/vmlinuz-*$1" >/dev/null; }
+if [ $for_tests = 1 ]; then
+    have_kernel "-cloud-amd64" || pkgs+=(linux-image-cloud-amd64)
+    ls /boot/vmlinuz-*-amd64 2>/dev/null | grep -qv -- '-cloud-' || pkgs+=(linux-image-amd64)
+elif ! compgen -G "/boot/vmlinuz-*" >/dev/null && [ ! -e "/usr/lib/modules/$(uname -r)/vmlinuz" ]; then
+    pkgs+=(linux-image-cloud-amd64)
+fi
+need_virtiofsd=0
+if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ] && [ ! -x /usr/local/bin/virtiofsd ]; then
+    need_virtiofsd=1
+    for p in libseccomp-dev libcap-ng-dev pkg-config; do have_pkg $p || pkgs+=($p); done
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+    say "installing ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+fi
+
+# --- virtiofsd --------------------------------------------------------------------
+if [ $need_virtiofsd = 1 ]; then
+    say "building virtiofsd (a few minutes, once)"
+    as_root env "PATH=$PATH" cargo install virtiofsd --locked --root /usr/local
+fi
+
+# --- the build ------------------------------------------------------------------------
+musl=x86_64-unknown-linux-musl
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $musl; then
+    rustup target add $musl || say "the musl target cannot be installed; falling back to static glibc"
+fi
+cargo build --release --locked -p virt-sandbox
+if rustc --print target-libdir --target $musl >/dev/null 2>&1 && [ -d "$(rustc --print target-libdir --target $musl)" ] \
+    && ls "$(rustc --print target-libdir --target $musl)" | grep -q libstd; then
+    cargo build --locked -p virt-sandbox-init --profile init --target $musl
+else
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --locked -p virt-sandbox-init --profile init --target x86_64-unknown-linux-gnu
+fi
+say "ready: target/release/virt-sandbox"

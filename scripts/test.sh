@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up everything (scripts/setup.sh --for-tests) and runs the whole test suite:
+# unit tests, then the end-to-end tests that boot real VMs under TCG or KVM.
+# At most two sandboxes boot at once (--test-threads=2): more on two cores makes the
+# boot watchdog fire for the wrong reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --for-tests
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+cargo test --release --locked --workspace --exclude virt-sandbox-tests
+cargo test --release --locked -p virt-sandbox-tests -- --test-threads=2
