@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+#[derive(Debug)]
 pub struct Failure {
     pub stage: &'static str,
     pub message: String,

@@ -1,12 +1,14 @@
-//! `virt-sandbox-init`: PID 1 of every sandbox.
+//! `virt-sandbox-init`: PID 1 of every sandbox, VM or container.
 //!
 //! `main` reads as the boot sequence. Every step either succeeds or becomes an
-//! [`error::Failure`] naming the step; a failure is logged to the console, reported to
-//! the host when the channel is up, and followed by power-off. Nothing here may panic:
-//! the profile aborts on panic, which would only show up as "Attempted to kill init".
+//! [`error::Failure`] naming the step; a failure is logged, reported to the host when
+//! the channel is up, and followed by power-off (VM) or exit (container). Nothing here
+//! may panic: the profile aborts on panic, which a VM host only sees as "Attempted to
+//! kill init".
 
 mod channel;
 mod command;
+mod container_root;
 mod error;
 mod kmsg;
 mod modules;
@@ -18,12 +20,26 @@ mod relay;
 use error::Failure;
 use protocol::{GuestMsg, HostMsg, PROTOCOL_VERSION};
 
+/// Where this init runs; a container's launcher names the control fd in the environment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    Vm,
+    Container,
+}
+
 fn main() {
     // A command that closes its stdin early must not take init down with it.
     // SAFETY: installing SIG_IGN for SIGPIPE; the child restores the default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let sandbox = if std::env::var_os("VIRT_SANDBOX_CONTROL_FD").is_some() {
+        // The host's kernel log is not ours to write to.
+        kmsg::silence();
+        Sandbox::Container
+    } else {
+        Sandbox::Vm
+    };
     let mut chan = None;
-    if let Err(failure) = boot(&mut chan) {
+    if let Err(failure) = boot(sandbox, &mut chan) {
         kmsg::error(&failure.to_string());
         if let Some(chan) = chan.as_mut() {
             // The host ends the run with 125 and this message; if even this write fails
@@ -34,16 +50,18 @@ fn main() {
             });
         }
     }
-    power::off()
+    power::off(sandbox)
 }
 
-fn boot(chan: &mut Option<channel::Channel>) -> Result<(), Failure> {
+fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Failure> {
     // Before the run spec: only what every run needs, so that a VM booted up to the
     // spec could be snapshotted and reused.
-    mounts::early()?;
-    kmsg::info("early mounts done");
-    modules::load_all()?;
-    kmsg::info("modules loaded");
+    if sandbox == Sandbox::Vm {
+        mounts::early()?;
+        kmsg::info("early mounts done");
+        modules::load_all()?;
+        kmsg::info("modules loaded");
+    }
     let c = chan.insert(channel::Channel::open()?);
     c.send(&GuestMsg::Hello { version: PROTOCOL_VERSION })?;
 
@@ -54,8 +72,17 @@ fn boot(chan: &mut Option<channel::Channel>) -> Result<(), Failure> {
     };
 
     // The run itself.
-    mounts::new_root(&spec.mounts)?;
-    mounts::switch_root()?;
+    match sandbox {
+        Sandbox::Vm => {
+            mounts::new_root(mounts::VM_NEW_ROOT, &spec.mounts)?;
+            mounts::switch_root()?;
+        }
+        Sandbox::Container => {
+            container_root::prepare()?;
+            mounts::new_root(container_root::NEW_ROOT, &spec.mounts)?;
+            container_root::pivot()?;
+        }
+    }
     net::setup(&spec.hostname)?;
     let status = match command::spawn(&spec)? {
         command::Spawned::Running(child) => relay::run(c, child)?,

@@ -5,7 +5,8 @@ use crate::error::Failure;
 use protocol::{Mount, MountKind};
 use std::ffi::CString;
 
-const NEW_ROOT: &str = "/newroot";
+/// Where a VM assembles its new root (on the initramfs).
+pub const VM_NEW_ROOT: &str = "/newroot";
 
 /// (source, target, fstype, flags, data) for the filesystems every run needs.
 const EARLY: &[(&str, &str, &str, libc::c_ulong, &str)] = &[
@@ -30,20 +31,20 @@ pub fn early() -> Result<(), Failure> {
 }
 
 /// Mounts the run's root and its other mounts under `/newroot`, then the scratch tmpfs.
-pub fn new_root(mounts: &[Mount]) -> Result<(), Failure> {
+pub fn new_root(new_root: &str, mounts: &[Mount]) -> Result<(), Failure> {
     let Some((root, rest)) = mounts.split_first() else {
         return Err(Failure::new("mount root", "the run spec has no root mount"));
     };
     if root.target != "/" {
         return Err(Failure::new("mount root", format!("first mount is {}, not /", root.target)));
     }
-    mkdir(NEW_ROOT)?;
+    mkdir(new_root)?;
     for m in std::iter::once(root).chain(rest) {
-        let target = format!("{NEW_ROOT}{}", m.target.trim_end_matches('/'));
+        let target = format!("{new_root}{}", m.target.trim_end_matches('/'));
         mount_one(m, &target)?;
     }
     for &(dir, data) in SCRATCH {
-        let target = format!("{NEW_ROOT}{dir}");
+        let target = format!("{new_root}{dir}");
         // A root without the directory keeps it unwritable: nothing to mount on.
         if std::path::Path::new(&target).is_dir() {
             mount("tmpfs", &target, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, data)?;
@@ -67,6 +68,10 @@ fn mount_one(m: &Mount, target: &str) -> Result<(), Failure> {
             let data = if *size > 0 { format!("size={size}") } else { String::new() };
             mount("tmpfs", target, "tmpfs", ro | libc::MS_NOSUID | libc::MS_NODEV, &data)
         }
+        MountKind::HostRoot => crate::container_root::host_root(target),
+        MountKind::Proc => mount("proc", target, "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, ""),
+        MountKind::Sysfs => crate::container_root::sysfs(target),
+        MountKind::MinimalDev => crate::container_root::minimal_dev(target),
     }
 }
 
@@ -74,10 +79,10 @@ fn mount_one(m: &Mount, target: &str) -> Result<(), Failure> {
 /// pivoted away from, so this is switch_root's move-and-chroot.
 pub fn switch_root() -> Result<(), Failure> {
     for dir in ["/dev", "/proc", "/sys"] {
-        let target = format!("{NEW_ROOT}{dir}");
+        let target = format!("{VM_NEW_ROOT}{dir}");
         mount(dir, &target, "", libc::MS_MOVE, "")?;
     }
-    let root = cstr(NEW_ROOT)?;
+    let root = cstr(VM_NEW_ROOT)?;
     // SAFETY: chdir with a valid NUL-terminated path.
     if unsafe { libc::chdir(root.as_ptr()) } != 0 {
         return Err(Failure::os("switch root", "chdir /newroot"));
@@ -96,7 +101,7 @@ pub fn switch_root() -> Result<(), Failure> {
     Ok(())
 }
 
-fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), Failure> {
+pub fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), Failure> {
     let (s, t, f, d) = (cstr(src)?, cstr(target)?, cstr(fstype)?, cstr(data)?);
     let fptr = if fstype.is_empty() { std::ptr::null() } else { f.as_ptr() };
     let dptr = if data.is_empty() { std::ptr::null() } else { d.as_ptr().cast() };
@@ -108,13 +113,13 @@ fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str
     Ok(())
 }
 
-fn mkdir(path: &str) -> Result<(), Failure> {
+pub fn mkdir(path: &str) -> Result<(), Failure> {
     match std::fs::create_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) => Err(Failure::new("mount", format!("mkdir {path}: {e}"))),
     }
 }
 
-fn cstr(s: &str) -> Result<CString, Failure> {
+pub fn cstr(s: &str) -> Result<CString, Failure> {
     CString::new(s).map_err(|_| Failure::new("mount", format!("path with a NUL byte: {s:?}")))
 }

@@ -5,8 +5,12 @@ pub fn sync() {
     unsafe { libc::sync() };
 }
 
-/// Powers the VM off (QEMU exits). In a container PID 1 exiting ends the pid namespace.
-pub fn off() -> ! {
+/// Powers the VM off (QEMU exits). In a container, PID 1 exiting ends the pid namespace
+/// and every process in it.
+pub fn off(sandbox: crate::Sandbox) -> ! {
+    if sandbox == crate::Sandbox::Container {
+        std::process::exit(0);
+    }
     sync();
     if std::process::id() == 1 {
         // SAFETY: reboot(2) with a valid command; on success it does not return.

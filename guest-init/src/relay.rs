@@ -16,11 +16,13 @@ use crate::channel::Channel;
 pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
     let sigchld = SigchldFd::new()?;
     let Child { pid, stdin, stdout, stderr } = child;
-    set_nonblocking(stdin.as_raw_fd())?;
-    let mut stdin = Some(stdin);
+    if let Some(fd) = &stdin {
+        set_nonblocking(fd.as_raw_fd())?;
+    }
+    let mut stdin = stdin;
     let mut stdin_eof = false;
     let mut pending: Vec<u8> = Vec::new();
-    let mut outputs = [Some(stdout), Some(stderr)];
+    let mut outputs = [stdout, stderr];
     // The command may have exited before SIGCHLD was routed to the signalfd.
     let mut status = reap(pid);
     let mut chan_open = true;

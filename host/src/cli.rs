@@ -19,7 +19,8 @@ use std::path::PathBuf;
     args_override_self = true
 )]
 pub struct Cli {
-    /// Sandbox driver URI: qemu:///session (a QEMU microVM; the default).
+    /// Sandbox driver URI: qemu:///session (a QEMU microVM; the default) or lxc:/// (a
+    /// container built from namespaces, cgroups, seccomp and dropped capabilities).
     #[arg(short = 'c', long = "connect", value_name = "URI", default_value = "qemu:///session")]
     pub connect: String,
 
@@ -67,13 +68,21 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Fs::Auto)]
     pub fs: Fs,
 
-    /// Guest memory, e.g. 512M or 2G.
-    #[arg(long, value_name = "SIZE", default_value = "512M")]
-    pub memory: String,
+    /// Memory: the VM's size (default 512M) or the container's limit (default none).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
 
-    /// Virtual CPUs.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub cpus: u32,
+    /// CPUs: the VM's vCPUs (default 1) or the container's CPU quota (default none).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+
+    /// Container: at most N processes (a fork bomb stops there).
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
+
+    /// Container: a user namespace even as root (capabilities become namespaced).
+    #[arg(long)]
+    pub userns: bool,
 
     /// Stop the command after this long (e.g. 30s, 5m, 1h30m) and exit 124.
     #[arg(long, value_name = "DURATION")]

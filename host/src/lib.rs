@@ -5,6 +5,7 @@
 
 pub mod accel;
 pub mod cli;
+pub mod container;
 pub mod exit;
 pub mod identity;
 pub mod initfile;

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     };
     let outcome: Outcome = match spec.backend {
         Backend::Qemu => virt_sandbox::qemu::run(&spec, &notice),
+        Backend::Container => virt_sandbox::container::run(&spec),
     };
     let argv0 = spec.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(msg) = outcome.message(&argv0) {

@@ -36,6 +36,8 @@ pub enum Event {
 pub struct Limits {
     pub boot_timeout: Duration,
     pub timeout: Option<Duration>,
+    /// Stream the host's stdin as frames (false: the command has the host's fd itself).
+    pub relay_stdin: bool,
 }
 
 /// A sender for the backend, e.g. to report [`Event::SandboxGone`].
@@ -72,7 +74,9 @@ pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>
     if send(&writer, &HostMsg::Run(Box::new(spec))).is_err() {
         return Outcome::failed("control channel closed while sending the run spec");
     }
-    spawn_stdin(writer.clone());
+    if limits.relay_stdin {
+        spawn_stdin(writer.clone());
+    }
 
     let deadline = limits.timeout.map(|t| Instant::now() + t);
     let mut signals = 0;

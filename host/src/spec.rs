@@ -14,6 +14,8 @@ use std::time::Duration;
 pub enum Backend {
     /// A QEMU microVM started by the launcher.
     Qemu,
+    /// Namespaces, cgroups, seccomp and dropped capabilities, set up by the launcher.
+    Container,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +33,16 @@ pub struct Spec {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
     pub identity: Identity,
+    /// VM memory.
     pub memory: u64,
+    /// VM vCPUs.
     pub cpus: u32,
+    /// Container limits (None: no limit).
+    pub container_memory: Option<u64>,
+    pub container_cpus: Option<u32>,
+    pub pids: Option<u64>,
+    pub userns: bool,
+    pub privileged: bool,
     pub timeout: Option<Duration>,
     pub boot_timeout: Option<Duration>,
     pub accel: Accel,
@@ -62,6 +72,8 @@ fn inherited_by_default(key: &[u8]) -> bool {
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const MIN_MEMORY: u64 = 64 << 20;
+const MIN_CONTAINER_MEMORY: u64 = 4 << 20;
+const DEFAULT_VM_MEMORY: u64 = 512 << 20;
 
 pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let backend = backend(&cli.connect)?;
@@ -91,12 +103,23 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
 
     let env = environment(&caller.env, &user.0, &user.1, &cli.env)?;
 
-    let memory = parse_size(&cli.memory).map_err(|e| format!("--memory: {e}"))?;
-    if memory < MIN_MEMORY {
-        return Err(format!("--memory {} is too small: the sandbox needs at least 64M", cli.memory));
+    let memory = cli.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("--memory: {e}"))?;
+    let min = if backend == Backend::Qemu { MIN_MEMORY } else { MIN_CONTAINER_MEMORY };
+    if let (Some(m), Some(text)) = (memory, &cli.memory) {
+        if m < min {
+            return Err(format!("--memory {text} is too small: the sandbox needs at least {}M", min >> 20));
+        }
     }
-    if cli.cpus == 0 || cli.cpus > 255 {
-        return Err(format!("--cpus {} is out of range: use 1 to 255", cli.cpus));
+    if let Some(c) = cli.cpus {
+        if c == 0 || c > 255 {
+            return Err(format!("--cpus {c} is out of range: use 1 to 255"));
+        }
+    }
+    if cli.pids == Some(0) {
+        return Err("--pids 0 would not even allow the command: give at least 1".into());
+    }
+    if backend == Backend::Qemu && (cli.pids.is_some() || cli.userns) {
+        return Err(format!("{} applies to containers only (-c lxc:///)", if cli.userns { "--userns" } else { "--pids" }));
     }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
     if timeout == Some(Duration::ZERO) {
@@ -112,8 +135,13 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         env,
         cwd: caller.cwd.clone(),
         identity,
-        memory,
-        cpus: cli.cpus,
+        memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
+        cpus: cli.cpus.unwrap_or(1),
+        container_memory: memory,
+        container_cpus: cli.cpus,
+        pids: cli.pids,
+        userns: cli.userns,
+        privileged: cli.privileged,
         timeout,
         boot_timeout,
         accel: cli.accel,
@@ -129,10 +157,11 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
 fn backend(uri: &str) -> Result<Backend, String> {
     match uri {
         "qemu:///session" | "qemu:///system" => Ok(Backend::Qemu),
-        u if u.starts_with("lxc:") || u.starts_with("libvirt+") => {
-            Err(format!("connect URI {u:?} is not supported by this build yet; use qemu:///session"))
+        "lxc:///" | "lxc://" | "lxc:" => Ok(Backend::Container),
+        u if u.starts_with("libvirt+") => {
+            Err(format!("connect URI {u:?} is not supported by this build yet; use qemu:///session or lxc:///"))
         }
-        u => Err(format!("unknown connect URI {u:?}: use qemu:///session")),
+        u => Err(format!("unknown connect URI {u:?}: use qemu:///session or lxc:///")),
     }
 }
 
@@ -200,7 +229,7 @@ fn nonce() -> u32 {
 
 impl Spec {
     /// The guest's half of this spec, with the backend's mounts (root first).
-    pub fn run_spec(&self, mounts: Vec<protocol::Mount>) -> protocol::RunSpec {
+    pub fn run_spec(&self, mounts: Vec<protocol::Mount>, stdio: protocol::Stdio, security: protocol::Security) -> protocol::RunSpec {
         use serde_bytes::ByteBuf;
         let bytes = |s: &OsStr| ByteBuf::from(s.as_bytes().to_vec());
         protocol::RunSpec {
@@ -214,6 +243,8 @@ impl Spec {
             },
             hostname: "sandbox".into(),
             mounts,
+            stdio,
+            security,
         }
     }
 }

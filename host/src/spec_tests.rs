@@ -98,7 +98,9 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["--timeout", "soon", "--", "true"], "--timeout"),
         (&["--timeout", "0", "--", "true"], "--timeout"),
         (&["-n", "bad name", "--", "true"], "--name"),
-        (&["-c", "lxc:///", "--", "true"], "not supported"),
+        (&["-c", "libvirt+qemu:///system", "--", "true"], "not supported"),
+        (&["--pids", "10", "--", "true"], "containers only"),
+        (&["-c", "lxc:///", "--pids", "0", "--", "true"], "--pids"),
         (&["-c", "vmware://x", "--", "true"], "unknown connect URI"),
         (&["--", ""], "no command"),
     ] {
@@ -119,4 +121,15 @@ fn the_command_keeps_its_own_options() {
     assert_eq!(s.argv, ["ls", "-l", "--color", "-p"]);
     let s = spec(&["ls", "-la"]).unwrap();
     assert_eq!(s.argv, ["ls", "-la"]);
+}
+
+#[test]
+fn container_limits_are_optional_and_vm_sizes_have_defaults() {
+    let s = spec(&["-c", "lxc:///", "--", "true"]).unwrap();
+    assert_eq!(s.backend, Backend::Container);
+    assert_eq!((s.container_memory, s.container_cpus, s.pids), (None, None, None));
+    let s = spec(&["-c", "lxc:///", "--memory", "64M", "--pids", "64", "--cpus", "2", "--", "true"]).unwrap();
+    assert_eq!((s.container_memory, s.container_cpus, s.pids), (Some(64 << 20), Some(2), Some(64)));
+    let s = spec(&["--", "true"]).unwrap();
+    assert_eq!((s.memory, s.cpus), (512 << 20, 1));
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,31 @@ pub struct RunSpec {
     pub hostname: String,
     /// The new root first, then the rest in order.
     pub mounts: Vec<Mount>,
+    /// Whether the command's stdio goes through the channel or is init's own.
+    pub stdio: Stdio,
+    /// What the command may do once started.
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stdio {
+    /// Pipes relayed as `Stdin`/`Stdout`/`Stderr` frames (a VM; a terminal).
+    Relay,
+    /// The command gets init's fds 0-2, which the launcher handed down (a container
+    /// whose stdio is not a terminal: the output costs no copy).
+    Inherit,
+}
+
+/// Applied in the command's process, after the identity switch, just before execve.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Security {
+    /// Empty every capability set (bounding, ambient, inheritable, permitted, effective).
+    pub drop_capabilities: bool,
+    /// PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities grant nothing.
+    pub no_new_privs: bool,
+    /// Classic BPF seccomp programs, installed in order and last, 8 bytes per
+    /// instruction (code u16, jt u8, jf u8, k u32, native endian).
+    pub seccomp: Vec<ByteBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +96,9 @@ pub struct Identity {
     pub groups: Vec<u32>,
 }
 
-/// One mount the guest performs, with the target relative to the new root.
+/// One mount the sandbox's init performs, with the target relative to the new root.
+/// In a VM the first is the root itself; in a container the host root is bound first
+/// with [`MountKind::HostRoot`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     pub kind: MountKind,
@@ -87,4 +114,12 @@ pub enum MountKind {
     NineP { tag: String },
     /// A fresh tmpfs; `size` in bytes, 0 for the kernel default.
     Tmpfs { size: u64 },
+    /// Container: the host's `/`, bound recursively (read-only: every submount too).
+    HostRoot,
+    /// Container: a fresh procfs for the new pid namespace.
+    Proc,
+    /// Container: a fresh sysfs (read-only) for the new network namespace.
+    Sysfs,
+    /// Container: a minimal /dev (null zero full random urandom tty, pts, ptmx, shm).
+    MinimalDev,
 }

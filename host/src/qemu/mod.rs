@@ -53,16 +53,6 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     }
     let virtiofsd = virtiofsd::find();
     let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
-    if spec.verbose {
-        notice(&format!(
-            "kernel {} ({}), {:?}, {:?}, root over {:?}",
-            kernel.image.display(),
-            kernel.version,
-            accel,
-            plan.machine,
-            plan.share
-        ));
-    }
 
     // Prepare.
     let modules = match &tree {
@@ -75,6 +65,17 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
     if let (Some(why), true) = (why, spec.verbose) {
         notice(&why);
+    }
+    if spec.verbose {
+        notice(&format!(
+            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}",
+            kernel.image.display(),
+            kernel.version,
+            boot_image.display(),
+            accel,
+            plan.machine,
+            plan.share
+        ));
     }
     let tsc = match accel {
         accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
@@ -138,6 +139,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
             accel::Chosen::Tcg => Duration::from_secs(30),
         }),
         timeout: spec.timeout,
+        relay_stdin: true,
     };
     let mounts = vec![protocol::Mount {
         kind: match plan.share {
@@ -147,7 +149,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         target: "/".into(),
         readonly: true,
     }];
-    let outcome = session::run(stream, spec.run_spec(mounts), &limits, tx, rx);
+    let outcome = session::run(stream, spec.run_spec(mounts, protocol::Stdio::Relay, protocol::Security::default()), &limits, tx, rx);
 
     // Tear down. The guest synced before reporting, so nothing is lost by killing it.
     helpers.stop();

@@ -1,0 +1,122 @@
+//! The root of a container, assembled by init inside its fresh mount namespace, in the
+//! order bubblewrap uses. Each privileged step says why it is safe.
+//!
+//! 1. `prepare`: make every mount private (nothing propagates back to the host), and put
+//!    a tmpfs on /tmp — in this namespace only — to hold the new root's mountpoint.
+//! 2. The host root is bound recursively at `/tmp/newroot`, its /proc /sys /dev are
+//!    detached (fresh ones replace them), and every mount under it is made read-only,
+//!    nosuid and nodev in one `mount_setattr` call, so no submount stays writable.
+//! 3. Fresh proc, sysfs (read-only), a minimal /dev, and tmpfs scratch areas on top.
+//! 4. `pivot`: pivot_root into it and detach the old root, so the host's tree is
+//!    unreachable.
+
+use crate::error::Failure;
+use crate::mounts::{cstr, mkdir, mount};
+
+pub const NEW_ROOT: &str = "/tmp/newroot";
+
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Device nodes bound from the host into the minimal /dev.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+pub fn prepare() -> Result<(), Failure> {
+    // MS_PRIVATE|MS_REC on "/": later mounts stay in this namespace.
+    mount("none", "/", "", libc::MS_REC | libc::MS_PRIVATE, "")?;
+    // The scaffold tmpfs hides the host's /tmp in this namespace only.
+    mount("tmpfs", "/tmp", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0700")?;
+    mkdir(NEW_ROOT)
+}
+
+pub fn host_root(target: &str) -> Result<(), Failure> {
+    mount("/", target, "", libc::MS_BIND | libc::MS_REC, "")?;
+    for api in ["/proc", "/sys", "/dev"] {
+        // Detach the host's API filesystems (and everything under them): a fresh,
+        // namespaced instance goes in their place, and nothing must remain underneath.
+        let t = cstr(&format!("{target}{api}"))?;
+        // SAFETY: umount2 with a NUL-terminated path; EINVAL (not a mountpoint) is fine.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let t = cstr(target)?;
+    // SAFETY: mount_setattr(2) with a valid path, a valid struct and its size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(Failure::os("mount", "making the host root read-only (mount_setattr, Linux >= 5.12)"));
+    }
+    Ok(())
+}
+
+pub fn sysfs(target: &str) -> Result<(), Failure> {
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount("sysfs", target, "sysfs", flags, "")
+}
+
+pub fn minimal_dev(target: &str) -> Result<(), Failure> {
+    mount("tmpfs", target, "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755")?;
+    for dev in DEVICES {
+        let node = format!("{target}/{dev}");
+        std::fs::write(&node, b"").map_err(|e| Failure::new("mount", format!("creating {node}: {e}")))?;
+        // A bind of the host's node: creating nodes with mknod is not allowed in a user
+        // namespace, and these six are safe to share.
+        mount(&format!("/dev/{dev}"), &node, "", libc::MS_BIND, "")?;
+    }
+    mkdir(&format!("{target}/pts"))?;
+    // A new devpts instance: the command's ptys are its own, not the host's.
+    mount("devpts", &format!("{target}/pts"), "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+    mkdir(&format!("{target}/shm"))?;
+    mount("tmpfs", &format!("{target}/shm"), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?;
+    for (link, to) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        std::os::unix::fs::symlink(to, format!("{target}/{link}"))
+            .map_err(|e| Failure::new("mount", format!("symlink {target}/{link}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only
+/// the new root reachable.
+pub fn pivot() -> Result<(), Failure> {
+    let root = cstr(NEW_ROOT)?;
+    let dot = cstr(".")?;
+    // SAFETY: chdir/pivot_root/umount2 with valid NUL-terminated paths.
+    unsafe {
+        if libc::chdir(root.as_ptr()) != 0 {
+            return Err(Failure::os("pivot root", "chdir"));
+        }
+        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
+            return Err(Failure::os("pivot root", "pivot_root"));
+        }
+        if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(Failure::os("pivot root", "detaching the old root"));
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(Failure::os("pivot root", "chdir /"));
+        }
+    }
+    Ok(())
+}

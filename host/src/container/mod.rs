@@ -1,0 +1,142 @@
+//! The container backend (`-c lxc:///`): the same init as PID 1, in fresh namespaces,
+//! with every capability dropped, no new privileges, a seccomp filter and optional
+//! cgroup limits. No daemon: the launcher sets it up itself.
+//!
+//! Who does what: the launcher creates the namespaces, id maps and cgroup (`process`),
+//! init builds the root from the mount plan below (guest-init's `container_root`), and
+//! the command's process drops privileges and installs the filter just before execve.
+
+mod cgroup;
+mod process;
+pub mod seccomp;
+
+use crate::exit::Outcome;
+use crate::session::{self, Event, Limits};
+use crate::spec::Spec;
+use crate::{initfile, proc};
+use protocol::{ExitStatus, Mount, MountKind, Security, Stdio};
+use std::io::IsTerminal;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+pub use cgroup::Limits as CgroupLimits;
+
+/// Init has no kernel to boot: it answers within milliseconds or something is wrong.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The container's mounts, in order, for init (the scratch tmpfs follow them).
+pub fn mount_plan() -> Vec<Mount> {
+    let m = |kind, target: &str| Mount { kind, target: target.into(), readonly: true };
+    vec![m(MountKind::HostRoot, "/"), m(MountKind::Proc, "/proc"), m(MountKind::Sysfs, "/sys"), m(MountKind::MinimalDev, "/dev")]
+}
+
+/// The id mapping for this caller and request, or None for no user namespace.
+pub fn id_map(euid: u32, egid: u32, userns: bool, privileged: bool) -> Option<process::IdMap> {
+    if euid == 0 {
+        // Root keeps its ids, but a user namespace makes every capability a namespaced
+        // one: asked for with --userns, implied by -p.
+        return (userns || privileged).then(|| process::IdMap {
+            uid_map: "0 0 4294967295".into(),
+            gid_map: "0 0 4294967295".into(),
+            setgroups: true,
+            ambient_caps: false,
+        });
+    }
+    // Rootless: the caller's ids map to themselves (or to root inside with -p).
+    let (uin, gin) = if privileged { (0, 0) } else { (euid, egid) };
+    Some(process::IdMap {
+        uid_map: format!("{uin} {euid} 1"),
+        gid_map: format!("{gin} {egid} 1"),
+        setgroups: false,
+        ambient_caps: uin != 0,
+    })
+}
+
+pub fn run(spec: &Spec) -> Outcome {
+    match start(spec) {
+        Ok(o) => o,
+        Err(reason) => Outcome::failed(reason),
+    }
+}
+
+fn start(spec: &Spec) -> Result<Outcome, String> {
+    let init = initfile::load()?;
+    let programs = seccomp::programs()?;
+    // SAFETY: geteuid/getegid cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let idmap = id_map(euid, egid, spec.userns, spec.privileged);
+
+    let limits = CgroupLimits { memory: spec.container_memory, pids: spec.pids, cpus: spec.container_cpus };
+    let cgroup = if limits.any() {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        Some(cgroup::Cgroup::create(&limits, &spec.name, &mounts, &own)?)
+    } else {
+        None
+    };
+
+    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let theirs = OwnedFd::from(theirs);
+    // A terminal is relayed (the command must not get the host's tty, where it could
+    // inject input); anything else is handed straight to the command.
+    let tty = std::io::stdin().is_terminal() || std::io::stdout().is_terminal() || std::io::stderr().is_terminal();
+    let stdio = if tty { Stdio::Relay } else { Stdio::Inherit };
+
+    let pid = process::spawn(&process::Launch { init: &init, idmap, control: &theirs, cgroup: cgroup.as_ref() })?;
+    drop(theirs);
+
+    let (tx, rx) = session::events();
+    let gone = tx.clone();
+    std::thread::spawn(move || {
+        proc::wait_exit_noreap(pid);
+        let _ = gone.send(Event::SandboxGone);
+    });
+    let security = Security {
+        drop_capabilities: !spec.privileged,
+        no_new_privs: true,
+        seccomp: programs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+    };
+    let opts = Limits { boot_timeout: START_TIMEOUT, timeout: spec.timeout, relay_stdin: stdio == Stdio::Relay };
+    let outcome = session::run(ours, spec.run_spec(mount_plan(), stdio, security), &opts, tx, rx);
+
+    // Killing PID 1 of the namespace kills every process in it.
+    proc::kill(pid);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+    if let (Outcome::Command(ExitStatus::Signal(libc::SIGKILL)), Some(cg)) = (&outcome, &cgroup) {
+        if cg.hit_memory_limit() {
+            eprintln!("virt-sandbox: the command was killed for exceeding the memory limit (--memory)");
+        }
+    }
+    drop(cgroup);
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rootless_maps_the_caller_to_itself_and_carries_caps_for_init() {
+        let m = id_map(1000, 1000, false, false).unwrap();
+        assert_eq!((m.uid_map.as_str(), m.gid_map.as_str(), m.setgroups, m.ambient_caps), ("1000 1000 1", "1000 1000 1", false, true));
+        let m = id_map(1000, 100, false, true).unwrap();
+        assert_eq!((m.uid_map.as_str(), m.gid_map.as_str(), m.ambient_caps), ("0 1000 1", "0 100 1", false));
+    }
+
+    #[test]
+    fn root_gets_a_user_namespace_only_when_asked_or_privileged() {
+        assert!(id_map(0, 0, false, false).is_none());
+        assert!(id_map(0, 0, true, false).unwrap().setgroups);
+        assert!(id_map(0, 0, false, true).is_some());
+    }
+
+    #[test]
+    fn the_mount_plan_starts_with_the_host_root() {
+        let p = mount_plan();
+        assert_eq!(p[0].kind, MountKind::HostRoot);
+        assert_eq!(p[0].target, "/");
+        assert!(p.iter().any(|m| m.kind == MountKind::MinimalDev && m.target == "/dev"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Starting the container's init: a clone into fresh namespaces, the uid/gid maps and
+//! cgroup written from outside, then an exec of the init binary from a sealed memfd
+//! (nothing is written into the host tree). Every privileged step is commented here.
+
+use super::cgroup::Cgroup;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// How ids inside map to ids outside, when the container has a user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMap {
+    /// Lines for uid_map / gid_map: "inside outside count".
+    pub uid_map: String,
+    pub gid_map: String,
+    /// Whether setgroups(2) stays allowed (only when the map was written by root).
+    pub setgroups: bool,
+    /// Init runs as a non-zero uid inside: carry its capabilities over execve as ambient
+    /// capabilities, or it could not mount its root.
+    pub ambient_caps: bool,
+}
+
+/// The fd number init finds its control socket on.
+const CONTROL_FD: RawFd = 3;
+
+pub struct Launch<'a> {
+    pub init: &'a [u8],
+    pub idmap: Option<IdMap>,
+    pub control: &'a OwnedFd,
+    pub cgroup: Option<&'a Cgroup>,
+}
+
+/// Starts init as PID 1 of a new set of namespaces; returns its pid (outside).
+///
+/// Must be called while the launcher is single-threaded: the child runs ordinary code
+/// between clone and exec.
+pub fn spawn(l: &Launch) -> Result<u32, String> {
+    let memfd = sealed_memfd(l.init)?;
+    let (sync_r, sync_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let argv0 = c"virt-sandbox-init";
+    let env = [CString::new(format!("VIRT_SANDBOX_CONTROL_FD={CONTROL_FD}")).map_err(|e| e.to_string())?];
+    let argv = [argv0.as_ptr(), std::ptr::null()];
+    let envp = [env[0].as_ptr(), std::ptr::null()];
+    let last_cap: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+
+    // Mount, pid, ipc, uts and network namespaces (network: only a loopback, down, so
+    // the host's network is unreachable), plus a user namespace when asked. The cgroup
+    // namespace is entered after the cgroup move, so that it is rooted there.
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET;
+    if l.idmap.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork: the
+    // child gets a copy of this (single-threaded) process.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0) };
+    if pid < 0 {
+        return Err(format!("creating the container's namespaces: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: in the child; only system calls on fds and buffers prepared above.
+        unsafe {
+            let errno = child(&sync_r, l.control.as_raw_fd(), memfd.as_raw_fd(), &argv, &envp, l.idmap.as_ref().is_some_and(|m| m.ambient_caps), last_cap);
+            let b = errno.to_ne_bytes();
+            libc::write(err_w.as_raw_fd(), b.as_ptr().cast(), 4);
+            libc::_exit(127);
+        }
+    }
+    let pid = pid as u32;
+    drop((sync_r, err_w));
+    let fail = |msg: String| {
+        // SAFETY: kill and reap our own child.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        }
+        Err(msg)
+    };
+
+    // From outside: the id maps (only a process outside may write them) ...
+    if let Some(m) = &l.idmap {
+        let w = |file: &str, data: &str| std::fs::write(format!("/proc/{pid}/{file}"), data).map_err(|e| format!("writing {file} of the container: {e}"));
+        let r = w("setgroups", if m.setgroups { "allow" } else { "deny" }).and_then(|_| w("uid_map", &m.uid_map)).and_then(|_| w("gid_map", &m.gid_map));
+        if let Err(e) = r {
+            return fail(e);
+        }
+    }
+    // ... and the cgroup, before init runs anything.
+    if let Some(cg) = l.cgroup {
+        if let Err(e) = cg.add(pid) {
+            return fail(e);
+        }
+    }
+    // SAFETY: writing one byte from a buffer we own.
+    unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    drop(sync_w);
+    let mut errno = [0u8; 4];
+    // SAFETY: reading into a buffer we own; EOF (0) means the exec happened.
+    let n = unsafe { libc::read(err_r.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
+    if n == 4 {
+        return fail(format!("starting the container's init: {}", std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))));
+    }
+    Ok(pid)
+}
+
+/// The child between clone and exec. Returns only on failure, with the errno.
+unsafe fn child(sync: &OwnedFd, control: RawFd, memfd: RawFd, argv: &[*const libc::c_char], envp: &[*const libc::c_char], ambient: bool, last_cap: u64) -> i32 {
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    // SAFETY: plain system calls on valid fds and prepared buffers.
+    unsafe {
+        // Die with the launcher. getppid() is 0 in a new pid namespace, so the race with
+        // the launcher dying first is covered by the sync read below failing instead.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let mut go = [0u8; 1];
+        if libc::read(sync.as_raw_fd(), go.as_mut_ptr().cast(), 1) != 1 {
+            libc::_exit(1);
+        }
+        if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+            return errno();
+        }
+        if ambient {
+            // Full capabilities in the new user namespace, but a non-zero uid loses them
+            // at execve unless they are ambient: make them inheritable, then ambient.
+            let header = [0x2008_0522u32, 0];
+            let data = [u32::MAX; 6];
+            if libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) != 0 {
+                return errno();
+            }
+            for cap in 0..=last_cap {
+                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+            }
+        }
+        // The control socket at a known number, without close-on-exec.
+        if control == CONTROL_FD {
+            libc::fcntl(control, libc::F_SETFD, 0);
+        } else if libc::dup2(control, CONTROL_FD) < 0 {
+            return errno();
+        }
+        libc::syscall(libc::SYS_execveat, memfd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
+        errno()
+    }
+}
+
+/// The init binary in an anonymous, sealed file: executable without touching the host
+/// tree, and unchangeable once sealed.
+fn sealed_memfd(bytes: &[u8]) -> Result<OwnedFd, String> {
+    // SAFETY: memfd_create with a valid name; the fd is owned below.
+    let fd = unsafe { libc::memfd_create(c"virt-sandbox-init".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just created and is ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| format!("writing the init memfd: {e}"))?;
+    let fd = OwnedFd::from(file);
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our fd.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(format!("sealing the init memfd: {}", std::io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
