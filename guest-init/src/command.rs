@@ -240,6 +240,14 @@ unsafe fn child(
         for path in candidates {
             libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
             last = errno();
+            if last == libc::EACCES {
+                // A PATH directory we may not search hides nothing we could run: that is
+                // "not found", as shells say; only a file that exists is "cannot execute".
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::stat(path.as_ptr(), &mut st) != 0 {
+                    last = libc::ENOENT;
+                }
+            }
             saw_eacces |= last == libc::EACCES;
         }
         if saw_eacces {

@@ -48,15 +48,63 @@ pub fn generic_kernel() -> PathBuf {
     boot_kernel(false)
 }
 
+/// The sandbox kinds the shared behaviour tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A QEMU microVM booting Debian's cloud kernel.
+    Vm,
+    /// `-c lxc:///`.
+    Container,
+}
+
+impl Backend {
+    pub fn args(self) -> Vec<std::ffi::OsString> {
+        match self {
+            Backend::Vm => vec!["--kernel".into(), cloud_kernel().into()],
+            Backend::Container => vec!["-c".into(), "lxc:///".into()],
+        }
+    }
+
+    /// `virt-sandbox <backend args> ARGS`; stdin is empty.
+    pub fn command<I, S>(self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(bin());
+        c.args(self.args()).args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(self, args: &[&str]) -> Run {
+        output(&mut self.command(args))
+    }
+
+    pub fn run_with_stdin(self, args: &[&str], input: &[u8]) -> Run {
+        run_with_stdin_on(self.command(args), input)
+    }
+}
+
+/// Defines one #[test] per backend for each named `fn(Backend)` in scope.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($case:ident),* $(,)?) => {
+        mod vm {
+            $( #[test] fn $case() { super::$case($crate::Backend::Vm) } )*
+        }
+        mod container {
+            $( #[test] fn $case() { super::$case($crate::Backend::Container) } )*
+        }
+    };
+}
+
 /// `virt-sandbox --kernel <cloud kernel>` with `args`; stdin is empty.
 pub fn sandbox<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut c = Command::new(bin());
-    c.arg("--kernel").arg(cloud_kernel()).args(args).stdin(Stdio::null());
-    c
+    Backend::Vm.command(args)
 }
 
 pub struct Run {
@@ -96,8 +144,12 @@ pub fn run(args: &[&str]) -> Run {
 
 /// Runs with `input` on stdin.
 pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Run {
+    run_with_stdin_on(sandbox(args), input)
+}
+
+fn run_with_stdin_on(mut cmd: Command, input: &[u8]) -> Run {
     let start = Instant::now();
-    let mut child = sandbox(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let feeder = std::thread::spawn(move || {

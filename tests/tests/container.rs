@@ -1,0 +1,134 @@
+//! The container is a security boundary: escape attempts fail, limits hold, and it runs
+//! rootless. (The behaviour shared with the VM is in behaviour.rs, data.rs, lifecycle.rs.)
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+use virt_sandbox_tests::*;
+
+const C: Backend = Backend::Container;
+
+#[test]
+fn no_capability_is_effective_or_can_be_regained() {
+    let r = C.run(&["--", "sh", "-c", "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for line in r.stdout_str().lines().filter(|l| l.starts_with("Cap")) {
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+    assert!(r.stdout_str().contains("NoNewPrivs:\t1"), "{r:?}");
+    // A setuid binary grants nothing under no_new_privs.
+    let r = C.run(&["-S", "nobody", "--", "sh", "-c", "su -c id root </dev/null; id -u"]);
+    assert!(r.stdout_str().ends_with("65534\n"), "{r:?}");
+}
+
+#[test]
+fn host_pids_are_invisible() {
+    let me = std::process::id();
+    let r = C.run(&["--", "sh", "-c", &format!("test -e /proc/{me} && echo visible; ls /proc | grep -c '^[0-9]'")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = r.stdout_str();
+    assert!(!out.contains("visible"), "{r:?}");
+    let count: u32 = out.trim().parse().unwrap();
+    assert!(count < 10, "too many processes visible: {r:?}");
+}
+
+#[test]
+fn mounting_loading_modules_and_new_user_namespaces_fail() {
+    let r = C.run(&["-S", "root", "--", "sh", "-c", "mount -t tmpfs none /mnt; echo m=$?; unshare -U true; echo u=$?; unshare -m true; echo n=$?"]);
+    let out = r.stdout_str();
+    assert!(out.contains("m=") && !out.contains("m=0"), "{r:?}");
+    assert!(out.contains("u=") && !out.contains("u=0"), "{r:?}");
+    assert!(out.contains("n=") && !out.contains("n=0"), "{r:?}");
+}
+
+#[test]
+fn each_blocked_syscall_gives_eperm() {
+    let dir = Scratch::new("syscalls");
+    let exe = dir.path().join("blocked_syscalls");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/blocked_syscalls.c");
+    let cc = std::process::Command::new("cc").args(["-O0", "-o"]).arg(&exe).arg(src).status().expect("cc is needed for this test");
+    assert!(cc.success());
+    let r = C.run(&["--", exe.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut seen = 0;
+    for line in r.stdout_str().lines() {
+        let (name, errno) = line.split_once(' ').unwrap();
+        let errno: i32 = errno.parse().unwrap();
+        let want = if name == "clone3" { libc::ENOSYS } else { libc::EPERM };
+        assert_eq!(errno, want, "{name} gave errno {errno}");
+        seen += 1;
+    }
+    assert_eq!(seen, 30, "{r:?}");
+}
+
+#[test]
+fn the_hosts_loopback_is_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = C.run(&["--", "bash", "-c", &format!("echo hi > /dev/tcp/127.0.0.1/{port} && echo connected")]);
+    assert!(!r.stdout_str().contains("connected"), "{r:?}");
+    assert!(r.stderr.contains("Connection refused") || r.stderr.contains("unreachable"), "{r:?}");
+    assert!(listener.accept().is_err(), "the listener got a connection");
+}
+
+#[test]
+fn a_memory_hog_is_killed_with_137_and_the_launcher_says_why() {
+    let r = C.run(&["--memory", "64M", "--", "tail", "/dev/zero"]);
+    assert_eq!(r.code, 137, "{r:?}");
+    assert!(r.stderr.contains("memory limit"), "{r:?}");
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit() {
+    // Forks until the kernel refuses; prints how many children it got.
+    let script = "import os, time\nok = 0\nfor i in range(64):\n    try:\n        pid = os.fork()\n    except OSError:\n        break\n    if pid == 0:\n        time.sleep(5)\n        os._exit(0)\n    ok += 1\nprint(ok)\n";
+    let r = C.run(&["--pids", "16", "--timeout", "20s", "--", "python3", "-c", script]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let forked: u32 = r.stdout_str().trim().parse().unwrap();
+    // init and python count against the limit too.
+    assert!((1..=14).contains(&forked), "{forked} children under --pids 16: {r:?}");
+}
+
+#[test]
+fn limits_leave_no_cgroup_behind() {
+    let r = C.run(&["-n", "cg-cleanup-test", "--pids", "8", "--memory", "32M", "--", "true"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let found = std::process::Command::new("find").args(["/sys/fs/cgroup", "-maxdepth", "4", "-name", "*cg-cleanup-test*"]).output().unwrap();
+    assert!(found.stdout.is_empty(), "{}", String::from_utf8_lossy(&found.stdout));
+}
+
+/// A user that exists only for these tests.
+fn test_user() -> (u32, u32) {
+    let name = "vs-rootless";
+    let _ = std::process::Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/bin/sh", name]).status();
+    let id = |flag: &str| -> u32 {
+        let o = std::process::Command::new("id").args([flag, name]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().expect("useradd failed")
+    };
+    (id("-u"), id("-g"))
+}
+
+#[test]
+fn rootless_basics_work_as_an_unprivileged_user() {
+    let (uid, gid) = test_user();
+    let cache = Scratch::new("rootless-cache");
+    std::fs::set_permissions(cache.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let run = |args: &[&str]| output(C.command(args).uid(uid).gid(gid).current_dir("/").env("XDG_CACHE_HOME", cache.path()));
+    let r = run(&["--", "sh", "-c", "echo hello; echo err >&2; id -u; exit 7"]);
+    assert_eq!(r.code, 7, "{r:?}");
+    assert_eq!(r.stdout_str(), format!("hello\n{uid}\n"));
+    assert_eq!(r.stderr, "err\n");
+    let r = run(&["--", "sh", "-c", "touch /etc/rootless-test"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    let r = run(&["--", "no-such-command"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    let r = run(&["--", "sh", "-c", "grep CapEff /proc/self/status"]);
+    assert!(r.stdout_str().ends_with("0000000000000000\n"), "{r:?}");
+    let r = run(&["-p", "--", "id", "-u"]);
+    assert_eq!(r.stdout_str(), "0\n", "{r:?}");
+    let r = run(&["--timeout", "1s", "--", "sleep", "30"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(r.elapsed < Duration::from_secs(10));
+}

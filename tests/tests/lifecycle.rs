@@ -1,0 +1,98 @@
+//! Starting, stopping and failing: the launcher never hangs and leaves nothing behind.
+
+use std::process::Stdio;
+use std::time::Duration;
+use virt_sandbox_tests::*;
+
+on_each_backend!(
+    timeout_stops_the_command_quickly_with_124,
+    sigterm_to_the_launcher_is_forwarded_to_the_command,
+    sigkill_of_the_launcher_leaves_no_process_and_no_temp_file,
+    two_sandboxes_at_once_are_both_correct,
+);
+
+#[test]
+fn a_missing_kernel_is_125_naming_dash_dash_kernel() {
+    let r = output(std::process::Command::new(bin()).args(["--kernel", "/nonexistent/vmlinuz", "--", "true"]));
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("--kernel") && r.stderr.contains("/nonexistent/vmlinuz"), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+}
+
+fn timeout_stops_the_command_quickly_with_124(b: Backend) {
+    let r = b.run(&["--timeout", "2s", "--", "sleep", "60"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    // boot (a few seconds under TCG) + 2 s, never the 60 s of the command.
+    assert!(r.elapsed < Duration::from_secs(20), "{r:?}");
+    assert!(r.elapsed >= Duration::from_secs(2), "{r:?}");
+}
+
+/// Starts `sh -c 'echo ready; sleep 60'` and returns once it printed "ready".
+fn started(cmd: &mut std::process::Command) -> std::process::Child {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    child
+}
+
+fn sigterm_to_the_launcher_is_forwarded_to_the_command(b: Backend) {
+    let mut child = started(&mut b.command(["--", "sh", "-c", "echo ready; sleep 60"]));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    // The shell dies of SIGTERM: 128 + 15.
+    assert_eq!(status.code(), Some(143));
+}
+
+fn sigkill_of_the_launcher_leaves_no_process_and_no_temp_file(b: Backend) {
+    let name = format!("vs-kill-test-{}-{b:?}", std::process::id());
+    let mut args = vec!["-n", name.as_str()];
+    if b == Backend::Vm {
+        args.extend(["--fs", "virtiofs"]);
+    }
+    args.extend(["--", "sh", "-c", "echo ready; sleep 60"]);
+    let mut child = started(&mut b.command(&args));
+    let launcher = child.id();
+    let helpers = children(launcher);
+    let expected = if b == Backend::Vm { 2 } else { 1 };
+    assert!(helpers.len() >= expected, "expected {expected} helper processes, got {helpers:?}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || helpers.iter().all(|&p| !alive(p))),
+        "still alive 2 s after the launcher's SIGKILL: {:?}",
+        helpers.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+    );
+    assert!(pids_matching("sleep 60").iter().all(|&p| !alive(p) || !is_descendant_of(p, launcher)));
+    let leftovers: Vec<_> = ["/tmp", "/run/user/0"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("virt-sandbox-run-{launcher}-")))
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+fn is_descendant_of(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+        match ppid {
+            Some(pp) if pp == ancestor => return true,
+            Some(pp) if pp > 1 => p = pp,
+            _ => return false,
+        }
+    }
+    false
+}
+
+fn two_sandboxes_at_once_are_both_correct(b: Backend) {
+    let a = std::thread::spawn(move || b.run(&["--", "sh", "-c", "echo first; exit 3"]));
+    let c = std::thread::spawn(move || b.run(&["--", "sh", "-c", "echo second >&2; exit 4"]));
+    let (a, c) = (a.join().unwrap(), c.join().unwrap());
+    assert_eq!((a.code, a.stdout_str().as_str(), a.stderr.as_str()), (3, "first\n", ""), "{a:?}");
+    assert_eq!((c.code, c.stdout_str().as_str(), c.stderr.as_str()), (4, "", "second\n"), "{c:?}");
+}
