@@ -48,12 +48,16 @@ pub fn host_root(target: &str) -> Result<(), Failure> {
         // SAFETY: umount2 with a NUL-terminated path; EINVAL (not a mountpoint) is fine.
         unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
     }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    set_attr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+}
+
+/// Makes every mount at and under `target` read-only.
+pub fn set_readonly(target: &str) -> Result<(), Failure> {
+    set_attr(target, MOUNT_ATTR_RDONLY)
+}
+
+fn set_attr(target: &str, attr_set: u64) -> Result<(), Failure> {
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
     let t = cstr(target)?;
     // SAFETY: mount_setattr(2) with a valid path, a valid struct and its size.
     let rc = unsafe {
@@ -67,7 +71,7 @@ pub fn host_root(target: &str) -> Result<(), Failure> {
         )
     };
     if rc != 0 {
-        return Err(Failure::os("mount", "making the host root read-only (mount_setattr, Linux >= 5.12)"));
+        return Err(Failure::os("mount", format_args!("making {target} read-only (mount_setattr, Linux >= 5.12)")));
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod channel;
 mod command;
 mod container_root;
 mod error;
+mod include;
 mod kmsg;
 mod modules;
 mod mounts;
@@ -83,11 +84,16 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Fai
             container_root::pivot()?;
         }
     }
+    include::apply(c, &spec.includes, spec.identity.uid, spec.identity.gid)?;
     net::setup(&spec.hostname)?;
     let status = match command::spawn(&spec)? {
         command::Spawned::Running(child) => relay::run(c, child)?,
         command::Spawned::Failed(status) => status,
     };
+    // The sandbox ends with its command: stop what it left behind, then detach disk
+    // filesystems cleanly so their images are consistent on the host.
+    power::kill_all();
+    mounts::unmount_disks(&spec.mounts);
     power::sync();
     c.send(&GuestMsg::Exit(status))?;
     Ok(())

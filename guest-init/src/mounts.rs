@@ -17,10 +17,6 @@ const EARLY: &[(&str, &str, &str, libc::c_ulong, &str)] = &[
     ("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777"),
 ];
 
-/// Scratch areas on the new root: (target, mode). The host root is read-only, these are
-/// where the command can write.
-const SCRATCH: &[(&str, &str)] = &[("/tmp", "mode=1777"), ("/var/tmp", "mode=1777"), ("/run", "mode=0755")];
-
 /// API filesystems mounted before anything else, moved into the new root later.
 pub fn early() -> Result<(), Failure> {
     for &(src, target, fstype, flags, data) in EARLY {
@@ -41,19 +37,33 @@ pub fn new_root(new_root: &str, mounts: &[Mount]) -> Result<(), Failure> {
     mkdir(new_root)?;
     for m in std::iter::once(root).chain(rest) {
         let target = format!("{new_root}{}", m.target.trim_end_matches('/'));
-        mount_one(m, &target)?;
-    }
-    for &(dir, data) in SCRATCH {
-        let target = format!("{new_root}{dir}");
-        // A root without the directory keeps it unwritable: nothing to mount on.
-        if std::path::Path::new(&target).is_dir() {
-            mount("tmpfs", &target, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, data)?;
-        }
+        mount_point(m, &target)?;
+        mount_one(m, new_root, &target)?;
     }
     Ok(())
 }
 
-fn mount_one(m: &Mount, target: &str) -> Result<(), Failure> {
+/// Makes sure the mount point exists: created when missing (possible on a tmpfs or a
+/// writable mount laid earlier), a clear error on the read-only root.
+fn mount_point(m: &Mount, target: &str) -> Result<(), Failure> {
+    let path = std::path::Path::new(target);
+    if path.exists() {
+        return Ok(());
+    }
+    let file_source = match &m.kind {
+        MountKind::Bind { source } => std::path::Path::new(source).is_file(),
+        _ => false,
+    };
+    let made = match (file_source, path.parent()) {
+        (true, Some(parent)) => std::fs::create_dir_all(parent).and_then(|_| std::fs::write(path, b"")),
+        _ => std::fs::create_dir_all(path),
+    };
+    made.map_err(|e| {
+        Failure::new("mount", format!("mount point {} does not exist and cannot be created: {e}", m.target))
+    })
+}
+
+fn mount_one(m: &Mount, new_root: &str, target: &str) -> Result<(), Failure> {
     let ro = if m.readonly { libc::MS_RDONLY } else { 0 };
     match &m.kind {
         MountKind::Virtiofs { tag } => mount(tag, target, "virtiofs", ro, ""),
@@ -64,15 +74,46 @@ fn mount_one(m: &Mount, target: &str) -> Result<(), Failure> {
             let data = format!("trans=virtio,version=9p2000.L,msize=524288,cache={cache}");
             mount(tag, target, "9p", ro, &data)
         }
-        MountKind::Tmpfs { size } => {
-            let data = if *size > 0 { format!("size={size}") } else { String::new() };
+        MountKind::Tmpfs { size, mode, owner } => {
+            let mut data = format!("mode={mode:o}");
+            if *size > 0 {
+                data.push_str(&format!(",size={size}"));
+            }
+            if let Some((uid, gid)) = owner {
+                data.push_str(&format!(",uid={uid},gid={gid}"));
+            }
             mount("tmpfs", target, "tmpfs", ro | libc::MS_NOSUID | libc::MS_NODEV, &data)
         }
+        MountKind::Bind { source } => bind(source, target, m.readonly),
+        MountKind::GuestBind { source } => bind(&format!("{new_root}{source}"), target, m.readonly),
+        MountKind::Block { device, fstype } => mount(device, target, fstype, ro, ""),
         MountKind::HostRoot => crate::container_root::host_root(target),
         MountKind::Proc => mount("proc", target, "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, ""),
         MountKind::Sysfs => crate::container_root::sysfs(target),
         MountKind::MinimalDev => crate::container_root::minimal_dev(target),
     }
+}
+
+/// Unmounts the block-device mounts (after the switch: at their targets), last first.
+pub fn unmount_disks(mounts: &[Mount]) {
+    for m in mounts.iter().rev() {
+        if let MountKind::Block { .. } = m.kind {
+            if let Ok(t) = cstr(&m.target) {
+                // SAFETY: umount2 with a NUL-terminated path; failure leaves it mounted,
+                // and the sync that follows still writes everything out.
+                unsafe { libc::umount2(t.as_ptr(), 0) };
+            }
+        }
+    }
+}
+
+/// A recursive bind, made read-only mount by mount when asked.
+fn bind(source: &str, target: &str, readonly: bool) -> Result<(), Failure> {
+    mount(source, target, "", libc::MS_BIND | libc::MS_REC, "")?;
+    if readonly {
+        crate::container_root::set_readonly(target)?;
+    }
+    Ok(())
 }
 
 /// Moves /proc /sys /dev into the new root and makes it `/`. The initramfs cannot be

@@ -5,6 +5,21 @@ pub fn sync() {
     unsafe { libc::sync() };
 }
 
+/// Kills every process but init and reaps them.
+pub fn kill_all() {
+    // SAFETY: kill(-1) signals every process we may signal except ourselves; waitpid
+    // with WNOHANG only reaps.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        let mut st = 0;
+        for _ in 0..1000 {
+            if libc::waitpid(-1, &mut st, 0) <= 0 {
+                break;
+            }
+        }
+    }
+}
+
 /// Powers the VM off (QEMU exits). In a container, PID 1 exiting ends the pid namespace
 /// and every process in it.
 pub fn off(sandbox: crate::Sandbox) -> ! {

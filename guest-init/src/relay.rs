@@ -121,6 +121,7 @@ fn handle(msg: HostMsg, pid: libc::pid_t, pending: &mut Vec<u8>, eof: &mut bool)
         }
         HostMsg::WindowSize { .. } => {}
         HostMsg::Run(_) => return Err(Failure::protocol("a second Run message".into())),
+        HostMsg::IncludeData(_) => return Err(Failure::protocol("include data after the command started".into())),
     }
     Ok(())
 }

@@ -40,6 +40,43 @@ pub struct Cli {
     #[arg(short = 'S', long = "switchto", value_name = "USER")]
     pub switchto: Option<String>,
 
+    /// Mount into the sandbox: host-bind:DST=SRC (read-write; empty SRC: a temporary
+    /// directory), host-image:DST=SRC[,format=raw|qcow2], guest-bind:DST=SRC, ram:DST=SIZE.
+    #[arg(short = 'm', long = "mount", value_name = "TYPE:DST=SRC")]
+    pub mounts: Vec<String>,
+
+    /// Copy a host file or directory into the sandbox (HOST defaults to GUEST).
+    #[arg(short = 'i', long = "include", value_name = "GUEST[=HOST]")]
+    pub include: Vec<String>,
+
+    /// Copy the files listed in FILE, one GUEST[=HOST] per line.
+    #[arg(short = 'I', long = "includefile", value_name = "FILE")]
+    pub includefile: Vec<PathBuf>,
+
+    /// A temporary, empty $HOME and /tmp for the command (SELinux sandbox's -M).
+    #[arg(short = 'M', long = "temporary-home")]
+    pub temporary_home: bool,
+
+    /// Use host directory DIR as $HOME (implies -M).
+    #[arg(short = 'H', long = "homedir", value_name = "DIR")]
+    pub homedir: Option<PathBuf>,
+
+    /// Use host directory DIR as /tmp (implies -M).
+    #[arg(short = 'T', long = "tmpdir", value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+
+    /// Make host PATH writable in the sandbox (host-bind:PATH=PATH), e.g. --rw .
+    #[arg(long = "rw", value_name = "PATH")]
+    pub rw: Vec<PathBuf>,
+
+    /// Make the whole root writable through an overlay; every change vanishes at the end.
+    #[arg(long)]
+    pub overlay: bool,
+
+    /// Pass the whole host environment (then -e on top).
+    #[arg(long = "inherit-env")]
+    pub inherit_env: bool,
+
     /// Say what the launcher chose (kernel, accelerator, filesystem).
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,

@@ -10,6 +10,8 @@ pub mod exit;
 pub mod identity;
 pub mod initfile;
 pub mod kernel;
+pub mod layout;
+pub mod mounts;
 pub mod proc;
 pub mod qemu;
 pub mod runtime_dir;

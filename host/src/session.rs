@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,40 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Stream the host's stdin as frames (false: the command has the host's fd itself).
     pub relay_stdin: bool,
+    /// The host files behind the run spec's file includes, in order, with their sizes.
+    pub include_files: Vec<(PathBuf, u64)>,
+}
+
+/// The run spec's include entries and the host files to stream for them.
+pub fn includes(list: &[crate::mounts::Include]) -> Result<(Vec<protocol::IncludeEntry>, Vec<(PathBuf, u64)>), String> {
+    let mut entries = Vec::new();
+    let mut files = Vec::new();
+    for (entry, host) in crate::mounts::expand_includes(list)? {
+        if let (Some(host), protocol::IncludeKind::File { size }) = (host, entry.kind) {
+            files.push((host, size));
+        }
+        entries.push(entry);
+    }
+    Ok((entries, files))
+}
+
+/// Streams each include file as exactly its announced size; the guest counts bytes.
+fn send_includes(writer: &Mutex<UnixStream>, files: &[(PathBuf, u64)]) -> Result<(), String> {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    for (path, size) in files {
+        let mut f = File::open(path).map_err(|e| format!("include {}: {e}", path.display()))?;
+        let mut left = *size;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = f.read(&mut buf[..want]).map_err(|e| format!("include {}: {e}", path.display()))?;
+            if n == 0 {
+                return Err(format!("include {} shrank while it was being copied", path.display()));
+            }
+            send(writer, &HostMsg::IncludeData(ByteBuf::from(&buf[..n]))).map_err(|e| format!("sending includes: {e}"))?;
+            left -= n as u64;
+        }
+    }
+    Ok(())
 }
 
 /// A sender for the backend, e.g. to report [`Event::SandboxGone`].
@@ -73,6 +108,9 @@ pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>
     }
     if send(&writer, &HostMsg::Run(Box::new(spec))).is_err() {
         return Outcome::failed("control channel closed while sending the run spec");
+    }
+    if let Err(e) = send_includes(&writer, &limits.include_files) {
+        return Outcome::failed(e);
     }
     if limits.relay_stdin {
         spawn_stdin(writer.clone());

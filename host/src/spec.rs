@@ -4,6 +4,7 @@
 
 use crate::cli::{Accel, Cli, Fs};
 use crate::identity::UserDb;
+use crate::mounts::{self, Include, UserMount};
 use crate::units::{parse_duration, parse_size};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -52,6 +53,12 @@ pub struct Spec {
     pub kmodpath: Option<PathBuf>,
     pub verbose: bool,
     pub debug: bool,
+    /// Mounts from -m, --rw, -M/-H/-T, in order (without a host-bind of /).
+    pub mounts: Vec<UserMount>,
+    /// `host-bind:/=DIR`: DIR is the root, read-write, instead of the host's `/`.
+    pub root: Option<PathBuf>,
+    pub includes: Vec<Include>,
+    pub overlay: bool,
 }
 
 /// What the spec is built against: the caller as the host sees it.
@@ -77,7 +84,7 @@ const DEFAULT_VM_MEMORY: u64 = 512 << 20;
 
 pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let backend = backend(&cli.connect)?;
-    let name = match cli.name {
+    let name = match cli.name.clone() {
         Some(n) => valid_name(n)?,
         None => format!("virt-sandbox-{}-{:x}", caller.pid, nonce()),
     };
@@ -101,7 +108,8 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         (Identity { uid: caller.uid, gid: caller.gid, groups: caller.groups.clone() }, (name, home))
     };
 
-    let env = environment(&caller.env, &user.0, &user.1, &cli.env)?;
+    let env = environment(&caller.env, &user.0, &user.1, &cli.env, cli.inherit_env)?;
+    let (mounts, root, includes) = mount_plan(&cli, caller, &user.1)?;
 
     let memory = cli.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("--memory: {e}"))?;
     let min = if backend == Backend::Qemu { MIN_MEMORY } else { MIN_CONTAINER_MEMORY };
@@ -151,7 +159,82 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         kmodpath: cli.kmodpath.map(absolute),
         verbose: cli.verbose || cli.debug,
         debug: cli.debug,
+        mounts,
+        root,
+        includes,
+        overlay: cli.overlay,
     })
+}
+
+type MountPlan = (Vec<UserMount>, Option<PathBuf>, Vec<Include>);
+
+/// -m, --rw, -M/-H/-T and -i/-I, validated together: no two mounts at one place, every
+/// mount point reachable, every include in a writable area.
+fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, String> {
+    let cwd = &caller.cwd;
+    let mut list = Vec::new();
+    for m in &cli.mounts {
+        list.push(mounts::parse_mount(m, cwd)?);
+    }
+    for p in &cli.rw {
+        let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
+        let abs = std::path::absolute(&abs).unwrap_or(abs);
+        let spec = format!("host-bind:{0}={0}", abs.display());
+        list.push(mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?);
+    }
+    if cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some() {
+        if home == "/" || home.is_empty() {
+            return Err("-M/-H: the user has no home directory to replace".into());
+        }
+        list.push(match &cli.homedir {
+            Some(dir) => mounts::parse_mount(&format!("host-bind:{home}={}", dir.display()), cwd).map_err(|e| format!("-H: {e}"))?,
+            None => UserMount::Home { dst: home.into() },
+        });
+        if let Some(dir) = &cli.tmpdir {
+            list.push(mounts::parse_mount(&format!("host-bind:/tmp={}", dir.display()), cwd).map_err(|e| format!("-T: {e}"))?);
+        }
+    }
+    let mut root = None;
+    list.retain(|m| match m {
+        UserMount::HostBind { dst, src: Some(src) } if dst == std::path::Path::new("/") => {
+            root = Some(src.clone());
+            false
+        }
+        _ => true,
+    });
+    for (i, m) in list.iter().enumerate() {
+        if list[..i].iter().any(|o| o.dst() == m.dst()) {
+            return Err(format!("two mounts at {}: give each mount its own destination", m.dst().display()));
+        }
+        // With the host's root, a mount point must exist there or lie in an area
+        // where it can be created.
+        let reachable = root.is_some()
+            || cli.overlay
+            || m.dst().exists()
+            || mounts::is_writable(m.dst(), &list[..i], false);
+        if !reachable {
+            return Err(format!(
+                "mount point {} does not exist in the sandbox's (read-only) root: use an existing directory, one under /tmp, /run or /var/tmp, or --overlay",
+                m.dst().display()
+            ));
+        }
+    }
+    let mut includes = Vec::new();
+    for i in &cli.include {
+        includes.push(mounts::parse_include(i, cwd)?);
+    }
+    for f in &cli.includefile {
+        includes.extend(mounts::parse_include_file(f, cwd)?);
+    }
+    for inc in &includes {
+        if root.is_none() && !mounts::is_writable(&inc.guest, &list, cli.overlay) {
+            return Err(format!(
+                "include {}: not in a writable area of the sandbox (/tmp, /var/tmp, /run, a -m host-bind or ram mount, -M's home, or anywhere with --overlay)",
+                inc.guest.display()
+            ));
+        }
+    }
+    Ok((list, root, includes))
 }
 
 fn backend(uri: &str) -> Result<Backend, String> {
@@ -184,6 +267,7 @@ fn environment(
     user: &str,
     home: &str,
     extra: &[OsString],
+    inherit: bool,
 ) -> Result<Vec<(OsString, OsString)>, String> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: OsString, v: OsString| {
@@ -193,15 +277,21 @@ fn environment(
             env.push((k, v));
         }
     };
-    set("PATH".into(), DEFAULT_PATH.into());
-    for (k, v) in host {
-        if inherited_by_default(k.as_bytes()) {
+    if inherit {
+        for (k, v) in host {
             set(k.clone(), v.clone());
         }
+    } else {
+        set("PATH".into(), DEFAULT_PATH.into());
+        for (k, v) in host {
+            if inherited_by_default(k.as_bytes()) {
+                set(k.clone(), v.clone());
+            }
+        }
+        set("HOME".into(), home.into());
+        set("USER".into(), user.into());
+        set("LOGNAME".into(), user.into());
     }
-    set("HOME".into(), home.into());
-    set("USER".into(), user.into());
-    set("LOGNAME".into(), user.into());
     for item in extra {
         let bytes = item.as_bytes();
         let (k, v) = match bytes.iter().position(|&b| b == b'=') {
@@ -229,7 +319,13 @@ fn nonce() -> u32 {
 
 impl Spec {
     /// The guest's half of this spec, with the backend's mounts (root first).
-    pub fn run_spec(&self, mounts: Vec<protocol::Mount>, stdio: protocol::Stdio, security: protocol::Security) -> protocol::RunSpec {
+    pub fn run_spec(
+        &self,
+        mounts: Vec<protocol::Mount>,
+        stdio: protocol::Stdio,
+        security: protocol::Security,
+        includes: Vec<protocol::IncludeEntry>,
+    ) -> protocol::RunSpec {
         use serde_bytes::ByteBuf;
         let bytes = |s: &OsStr| ByteBuf::from(s.as_bytes().to_vec());
         protocol::RunSpec {
@@ -245,6 +341,7 @@ impl Spec {
             mounts,
             stdio,
             security,
+            includes,
         }
     }
 }

@@ -11,7 +11,7 @@ impl UserDb for FakeUsers {
     fn by_uid(&self, uid: u32) -> Option<User> {
         match uid {
             0 => Some(User { name: "root".into(), uid: 0, gid: 0, home: "/root".into() }),
-            1000 => Some(User { name: "bob".into(), uid: 1000, gid: 1000, home: "/home/bob".into() }),
+            1000 => Some(User { name: "bob".into(), uid: 1000, gid: 1000, home: "/var/tmp/bob".into() }),
             _ => None,
         }
     }
@@ -51,7 +51,7 @@ fn defaults_run_as_the_caller_in_the_callers_cwd() {
     let s = spec(&["--", "id"]).unwrap();
     assert_eq!(s.identity, Identity { uid: 1000, gid: 1000, groups: vec![1000, 4] });
     assert_eq!(s.cwd, PathBuf::from("/work/dir"));
-    assert_eq!(env_of(&s, "HOME").as_deref(), Some("/home/bob"));
+    assert_eq!(env_of(&s, "HOME").as_deref(), Some("/var/tmp/bob"));
     assert_eq!(env_of(&s, "USER").as_deref(), Some("bob"));
     assert_eq!(env_of(&s, "LOGNAME").as_deref(), Some("bob"));
     assert_eq!(s.backend, Backend::Qemu);
@@ -132,4 +132,51 @@ fn container_limits_are_optional_and_vm_sizes_have_defaults() {
     assert_eq!((s.container_memory, s.container_cpus, s.pids), (Some(64 << 20), Some(2), Some(64)));
     let s = spec(&["--", "true"]).unwrap();
     assert_eq!((s.memory, s.cpus), (512 << 20, 1));
+}
+
+#[test]
+fn inherit_env_passes_everything_and_dash_e_still_wins() {
+    let s = spec(&["--inherit-env", "-e", "EDITOR=nano", "--", "env"]).unwrap();
+    assert_eq!(env_of(&s, "SECRET").as_deref(), Some("x"));
+    assert_eq!(env_of(&s, "EDITOR").as_deref(), Some("nano"));
+    assert_eq!(env_of(&s, "PATH").as_deref(), Some("/opt/bin:/usr/bin"));
+}
+
+#[test]
+fn mounts_are_validated_together() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let s = spec(&["-m", &format!("host-bind:/tmp/a={dir}"), "-m", "ram:/tmp/r=1M", "--rw", dir, "--", "true"]).unwrap();
+    assert_eq!(s.mounts.len(), 3);
+    let err = spec(&["-m", "ram:/tmp/r=1M", "-m", "ram:/tmp/r=2M", "--", "true"]).unwrap_err();
+    assert!(err.contains("two mounts at /tmp/r"), "{err}");
+    let err = spec(&["-m", "ram:/no/such/dir=1M", "--", "true"]).unwrap_err();
+    assert!(err.contains("does not exist in the sandbox"), "{err}");
+    assert!(spec(&["--overlay", "-m", "ram:/no/such/dir=1M", "--", "true"]).is_ok());
+    let s = spec(&["-m", &format!("host-bind:/={dir}"), "--", "true"]).unwrap();
+    assert_eq!(s.root.as_deref(), Some(d.path()));
+    assert!(s.mounts.is_empty());
+}
+
+#[test]
+fn temporary_home_and_its_variants() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let s = spec(&["-M", "--", "true"]).unwrap();
+    assert_eq!(s.mounts, [UserMount::Home { dst: "/var/tmp/bob".into() }]);
+    let s = spec(&["-H", dir, "-T", dir, "--", "true"]).unwrap();
+    assert_eq!(s.mounts[0], UserMount::HostBind { dst: "/var/tmp/bob".into(), src: Some(d.path().into()) });
+    assert_eq!(s.mounts[1], UserMount::HostBind { dst: "/tmp".into(), src: Some(d.path().into()) });
+}
+
+#[test]
+fn includes_must_land_somewhere_writable() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("f");
+    std::fs::write(&f, "x").unwrap();
+    let f = f.to_str().unwrap();
+    assert_eq!(spec(&["-i", &format!("/tmp/f={f}"), "--", "true"]).unwrap().includes.len(), 1);
+    let err = spec(&["-i", &format!("/etc/f={f}"), "--", "true"]).unwrap_err();
+    assert!(err.contains("not in a writable area"), "{err}");
+    assert!(spec(&["-M", "-i", &format!("/var/tmp/bob/f={f}"), "--", "true"]).is_ok());
 }

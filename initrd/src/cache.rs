@@ -144,9 +144,17 @@ fn ensure_dir(dir: &Path) -> Result<(), Error> {
         .create(dir)
         .map_err(dir_error)?;
     let meta = fs::metadata(dir).map_err(dir_error)?;
-    let refuse = |why: String| Err(dir_error(io::Error::new(io::ErrorKind::PermissionDenied, why)));
+    let refuse = |why: String| {
+        Err(dir_error(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            why,
+        )))
+    };
     if meta.uid() != euid && meta.uid() != 0 {
-        return refuse(format!("it belongs to uid {}, not to uid {euid}", meta.uid()));
+        return refuse(format!(
+            "it belongs to uid {}, not to uid {euid}",
+            meta.uid()
+        ));
     }
     if meta.mode() & 0o002 != 0 {
         return refuse("every user can write to it".to_owned());
@@ -181,7 +189,8 @@ fn cache_dir_for(euid: u32, xdg_cache_home: Option<OsString>, home: Option<OsStr
     std::env::temp_dir().join(format!("virt-sandbox-{euid}"))
 }
 
-fn euid() -> u32 {
+/// The effective user id, which decides where the cache goes and who may own it.
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions, touches no memory of ours and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -209,7 +218,7 @@ mod tests {
         // Not there yet: the threads also race to create it.
         let cache = Arc::new(root.path().join("nested/cache"));
         let barrier = Arc::new(Barrier::new(8));
-        let results: Vec<_> = (0..8)
+        let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (modules, cache, barrier) = (modules.clone(), cache.clone(), barrier.clone());
                 std::thread::spawn(move || {
@@ -218,18 +227,34 @@ mod tests {
                     (path.clone(), hit, fs::read(path).unwrap())
                 })
             })
-            .map(|t| t.join().unwrap())
             .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         let expected = crate::build(b"the init", &modules).unwrap();
         assert!(results.iter().any(|(_, hit, _)| !hit), "someone built it");
         for (path, _, bytes) in &results {
             assert_eq!(path, &results[0].0);
             assert!(*bytes == expected, "every reader sees the whole image");
         }
-        let name = results[0].0.file_name().unwrap().to_str().unwrap().to_owned();
-        assert!(name.starts_with("initrd-") && name.ends_with(".cpio") && name.len() == 44, "{name}");
-        let entries: Vec<_> = fs::read_dir(&*cache).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(entries, [std::ffi::OsString::from(&name)], "no temporary file is left");
+        let name = results[0]
+            .0
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            name.starts_with("initrd-") && name.ends_with(".cpio") && name.len() == 44,
+            "{name}"
+        );
+        let entries: Vec<_> = fs::read_dir(&*cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            entries,
+            [std::ffi::OsString::from(&name)],
+            "no temporary file is left"
+        );
         assert_eq!(
             fs::metadata(&*cache).unwrap().permissions().mode() & 0o777,
             if euid() == 0 { 0o755 } else { 0o700 }
@@ -240,7 +265,9 @@ mod tests {
         assert_eq!(again, results[0].0);
         let list = crate::cpio::tests::system_cpio(&expected, &["-t", "--quiet"], src.path());
         assert_eq!(
-            list.lines().filter(|l| l.starts_with("modules/")).collect::<Vec<_>>(),
+            list.lines()
+                .filter(|l| l.starts_with("modules/"))
+                .collect::<Vec<_>>(),
             [
                 "modules/virtio_ring.ko",
                 "modules/virtio.ko",
@@ -255,7 +282,9 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let modules = fixture(src.path());
         let cache = tempfile::tempdir().unwrap();
-        let path = |init: &[u8], modules: &[ResolvedModule]| cached(cache.path(), init, modules).unwrap().0;
+        let path = |init: &[u8], modules: &[ResolvedModule]| {
+            cached(cache.path(), init, modules).unwrap().0
+        };
         let base = path(b"init", &modules);
         assert_ne!(base, path(b"init2", &modules), "init bytes");
         assert_ne!(base, path(b"init", &modules[..2]), "module set");
@@ -286,8 +315,15 @@ mod tests {
         fs::create_dir_all(cache.join("taken/sub")).unwrap();
         let err = store_atomically(&cache, "taken", b"1").unwrap_err();
         assert!(matches!(err, Error::CacheWrite { .. }), "{err}");
-        assert!(err.to_string().contains(&cache.display().to_string()), "{err}");
-        assert_eq!(fs::read_dir(&cache).unwrap().count(), 1, "temporary file removed");
+        assert!(
+            err.to_string().contains(&cache.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_dir(&cache).unwrap().count(),
+            1,
+            "temporary file removed"
+        );
 
         assert!(store_atomically(&cache, "../escape", b"1").is_err());
         let stored = store_atomically(&cache, "vmlinux-abc", b"elf").unwrap();
@@ -313,8 +349,14 @@ mod tests {
     #[test]
     fn default_dir_follows_xdg_and_root() {
         let s = |v: &str| Some(OsString::from(v));
-        assert_eq!(cache_dir_for(0, s("/x"), s("/root")), Path::new("/var/cache/virt-sandbox"));
-        assert_eq!(cache_dir_for(1000, s("/x"), s("/home/u")), Path::new("/x/virt-sandbox"));
+        assert_eq!(
+            cache_dir_for(0, s("/x"), s("/root")),
+            Path::new("/var/cache/virt-sandbox")
+        );
+        assert_eq!(
+            cache_dir_for(1000, s("/x"), s("/home/u")),
+            Path::new("/x/virt-sandbox")
+        );
         assert_eq!(
             cache_dir_for(1000, s("relative"), s("/home/u")),
             Path::new("/home/u/.cache/virt-sandbox")
@@ -335,7 +377,9 @@ mod tests {
     impl SourceText for Error {
         /// The message of the error's source, where these tests put the reason.
         fn source_text(&self) -> String {
-            std::error::Error::source(self).map(|s| s.to_string()).unwrap_or_default()
+            std::error::Error::source(self)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
         }
     }
 }

@@ -85,18 +85,28 @@ impl CpioWriter {
 
     /// Appends the trailer record and returns the archive's bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        // The trailer has inode 0 and nlink 1 in GNU cpio's output; the kernel only
-        // looks at its name.
-        self.next_ino = 0;
-        self.entry(TRAILER, 0, 1, (0, 0), b"");
+        // Inode 0 and nlink 1, as in GNU cpio's output; the kernel only reads its name.
+        self.header(0, TRAILER, 0, 1, (0, 0), b"");
         self.out
     }
 
+    /// Writes an entry under the next inode number. Unique numbers matter: the kernel
+    /// takes entries with the same inode and nlink > 1 for hard links of each other.
     fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
         let ino = self.next_ino;
-        if ino != 0 {
-            self.next_ino += 1;
-        }
+        self.next_ino += 1;
+        self.header(ino, name, mode, nlink, rdev, data);
+    }
+
+    fn header(
+        &mut self,
+        ino: u32,
+        name: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) {
         // Sizes were checked by the callers: a name is at most PATH_MAX, data < 4 GiB.
         let fields: [u32; 13] = [
             ino,
@@ -115,7 +125,8 @@ impl CpioWriter {
         ];
         self.out.extend_from_slice(MAGIC);
         for field in fields {
-            self.out.extend_from_slice(format!("{field:08X}").as_bytes());
+            self.out
+                .extend_from_slice(format!("{field:08X}").as_bytes());
         }
         self.out.extend_from_slice(name.as_bytes());
         self.out.push(0);
@@ -222,7 +233,16 @@ pub(crate) mod tests {
     #[test]
     fn rejects_bad_paths() {
         let mut w = CpioWriter::new();
-        for bad in ["", "/init", "a/../b", "a//b", "./a", "a\0b", "TRAILER!!!", "a/"] {
+        for bad in [
+            "",
+            "/init",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\0b",
+            "TRAILER!!!",
+            "a/",
+        ] {
             assert!(
                 matches!(w.file(bad, 0o644, b""), Err(Error::CpioName { .. })),
                 "{bad:?} accepted"
@@ -237,7 +257,14 @@ pub(crate) mod tests {
         let names = system_cpio(&archive, &["-t", "--quiet"], dir.path());
         assert_eq!(
             names.lines().collect::<Vec<_>>(),
-            ["init", "dev", "dev/console", "modules", "modules/empty", "modules/odd"]
+            [
+                "init",
+                "dev",
+                "dev/console",
+                "modules",
+                "modules/empty",
+                "modules/odd"
+            ]
         );
         let long = system_cpio(&archive, &["-tv", "--quiet"], dir.path());
         let line = |name: &str| {
@@ -250,7 +277,10 @@ pub(crate) mod tests {
         assert!(line("dev").starts_with("drwxr-xr-x"), "{long}");
         let console = line("dev/console");
         assert!(console.starts_with("crw-------"), "{console}");
-        assert!(console.contains("5,") && console.contains(" 1 "), "{console}");
+        assert!(
+            console.contains("5,") && console.contains(" 1 "),
+            "{console}"
+        );
         assert!(console.contains("root"), "uid/gid 0: {console}");
         assert!(line("modules/odd").starts_with("-rw-r--r--"), "{long}");
     }
@@ -261,7 +291,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = sample();
         // Making a device node needs root; elsewhere leave it out of the extraction.
-        let root = unsafe_free_euid() == 0;
+        let root = crate::cache::euid() == 0;
         let args: &[&str] = if root {
             &["-idm", "--quiet"]
         } else {
@@ -282,11 +312,5 @@ pub(crate) mod tests {
             assert!(console.file_type().is_char_device());
             assert_eq!(console.rdev(), libc::makedev(5, 1));
         }
-    }
-
-    /// The effective uid, through the std-only route of /proc/self (no unsafe in tests).
-    fn unsafe_free_euid() -> u32 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1)
     }
 }

@@ -70,7 +70,7 @@ pub enum Error {
     },
 
     /// A module's content does not start with the magic bytes its suffix promises.
-    #[error("the kernel module {path} is named as {expected} but its content is not")]
+    #[error("the kernel module {path} does not hold {expected} data, as its name says")]
     ModuleMagic {
         /// The module file.
         path: PathBuf,
@@ -126,9 +126,7 @@ pub enum Error {
     },
 
     /// A resolved module's name would not make a single file name in `/modules`.
-    #[error(
-        "`{name}` is not a kernel module name (letters, digits, `_` and `-` only)"
-    )]
+    #[error("`{name}` is not a kernel module name (letters, digits, `_` and `-` only)")]
     ModuleName {
         /// The offending name.
         name: String,

@@ -68,7 +68,11 @@ pub(crate) fn build_from_raw(
         order.push_str(&module.name);
         order.push('\n');
     }
-    cpio.file(MODULE_ORDER_FILE.trim_start_matches('/'), 0o644, order.as_bytes())?;
+    cpio.file(
+        MODULE_ORDER_FILE.trim_start_matches('/'),
+        0o644,
+        order.as_bytes(),
+    )?;
     Ok(cpio.finish())
 }
 
@@ -133,7 +137,10 @@ pub(crate) mod tests {
         std::fs::create_dir(&out).unwrap();
         crate::cpio::tests::system_cpio(&image, &["-id", "--quiet", "-f", "dev/console"], &out);
         assert_eq!(std::fs::read(out.join("init")).unwrap(), b"init binary");
-        assert_eq!(std::fs::read(out.join("modules/virtio.ko")).unwrap(), b"\x7fELFvirtio");
+        assert_eq!(
+            std::fs::read(out.join("modules/virtio.ko")).unwrap(),
+            b"\x7fELFvirtio"
+        );
         assert_eq!(
             std::fs::read_to_string(out.join("modules/order")).unwrap(),
             "virtio_ring\nvirtio\n"

@@ -9,7 +9,8 @@ mod messages;
 
 pub use frame::{decode, encode, write_frame, FrameError, FrameReader, MAX_FRAME};
 pub use messages::{
-    ExitStatus, GuestMsg, HostMsg, Identity, Mount, MountKind, RunSpec, Security, Stdio,
+    ExitStatus, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, RunSpec, Security,
+    Stdio,
     PROTOCOL_VERSION,
 };
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +13,9 @@ pub enum HostMsg {
     Run(Box<RunSpec>),
     /// Bytes for the command's stdin.
     Stdin(ByteBuf),
+    /// Content of the current included file (see [`RunSpec::includes`]), in order,
+    /// right after `Run` and before any `Stdin`.
+    IncludeData(ByteBuf),
     /// The host's stdin reached end of file: close the command's stdin.
     StdinEof,
     /// Deliver this signal number to the command.
@@ -66,6 +69,23 @@ pub struct RunSpec {
     pub stdio: Stdio,
     /// What the command may do once started.
     pub security: Security,
+    /// Files and directories to create before the command starts; each file's bytes
+    /// follow `Run` as `IncludeData` frames.
+    pub includes: Vec<IncludeEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncludeEntry {
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    pub mode: u32,
+    pub kind: IncludeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncludeKind {
+    Dir,
+    File { size: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,8 +132,15 @@ pub enum MountKind {
     Virtiofs { tag: String },
     /// A 9p share over virtio with this mount tag.
     NineP { tag: String },
-    /// A fresh tmpfs; `size` in bytes, 0 for the kernel default.
-    Tmpfs { size: u64 },
+    /// A fresh tmpfs; `size` in bytes, 0 for the kernel default; its root directory
+    /// has `mode` and, when given, that owner.
+    Tmpfs { size: u64, mode: u32, owner: Option<(u32, u32)> },
+    /// Container: a host path (seen from the host's tree, before the pivot).
+    Bind { source: String },
+    /// Another path of the new root, bound here (read-only when `readonly`).
+    GuestBind { source: String },
+    /// VM: a block device, mounted with this filesystem type.
+    Block { device: String, fstype: String },
     /// Container: the host's `/`, bound recursively (read-only: every submount too).
     HostRoot,
     /// Container: a fresh procfs for the new pid namespace.

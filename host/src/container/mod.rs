@@ -11,6 +11,8 @@ mod process;
 pub mod seccomp;
 
 use crate::exit::Outcome;
+use crate::layout::{common, scratch, TempDirs};
+use crate::mounts::UserMount;
 use crate::session::{self, Event, Limits};
 use crate::spec::Spec;
 use crate::{initfile, proc};
@@ -25,10 +27,33 @@ pub use cgroup::Limits as CgroupLimits;
 /// Init has no kernel to boot: it answers within milliseconds or something is wrong.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The container's mounts, in order, for init (the scratch tmpfs follow them).
-pub fn mount_plan() -> Vec<Mount> {
-    let m = |kind, target: &str| Mount { kind, target: target.into(), readonly: true };
-    vec![m(MountKind::HostRoot, "/"), m(MountKind::Proc, "/proc"), m(MountKind::Sysfs, "/sys"), m(MountKind::MinimalDev, "/dev")]
+/// The container's mounts, in order, for init: the root and API filesystems, the
+/// scratch tmpfs, then the user's mounts.
+pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, String> {
+    let m = |kind, target: &str, readonly| Mount { kind, target: target.into(), readonly };
+    let root = match &spec.root {
+        Some(dir) => m(MountKind::Bind { source: dir.to_string_lossy().into_owned() }, "/", false),
+        None => m(MountKind::HostRoot, "/", true),
+    };
+    let mut list = vec![root, m(MountKind::Proc, "/proc", true), m(MountKind::Sysfs, "/sys", true), m(MountKind::MinimalDev, "/dev", true)];
+    list.extend(scratch());
+    for um in &spec.mounts {
+        if let Some(mount) = common(um, &spec.identity) {
+            list.push(mount);
+            continue;
+        }
+        match um {
+            UserMount::HostBind { dst, src } => {
+                let source = temp.source(src)?.to_string_lossy().into_owned();
+                list.push(m(MountKind::Bind { source }, &dst.to_string_lossy(), false));
+            }
+            UserMount::HostImage { .. } => {
+                return Err("host-image mounts are not supported on the container backend: attaching a loop device is a host-wide privilege; use the VM backend".into())
+            }
+            _ => unreachable!("common() handles the rest"),
+        }
+    }
+    Ok(list)
 }
 
 /// The id mapping for this caller and request, or None for no user namespace.
@@ -61,6 +86,9 @@ pub fn run(spec: &Spec) -> Outcome {
 }
 
 fn start(spec: &Spec) -> Result<Outcome, String> {
+    let mut temp = TempDirs::default();
+    let mounts = mount_plan(spec, &mut temp)?;
+    let (include_entries, include_files) = session::includes(&spec.includes)?;
     let init = initfile::load()?;
     let programs = seccomp::programs()?;
     // SAFETY: geteuid/getegid cannot fail.
@@ -97,8 +125,9 @@ fn start(spec: &Spec) -> Result<Outcome, String> {
         no_new_privs: true,
         seccomp: programs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
     };
-    let opts = Limits { boot_timeout: START_TIMEOUT, timeout: spec.timeout, relay_stdin: stdio == Stdio::Relay };
-    let outcome = session::run(ours, spec.run_spec(mount_plan(), stdio, security), &opts, tx, rx);
+    let opts = Limits { boot_timeout: START_TIMEOUT, timeout: spec.timeout, relay_stdin: stdio == Stdio::Relay, include_files };
+    let run = spec.run_spec(mounts, stdio, security, include_entries);
+    let outcome = session::run(ours, run, &opts, tx, rx);
 
     // Killing PID 1 of the namespace kills every process in it.
     proc::kill(pid);
@@ -132,11 +161,5 @@ mod tests {
         assert!(id_map(0, 0, false, true).is_some());
     }
 
-    #[test]
-    fn the_mount_plan_starts_with_the_host_root() {
-        let p = mount_plan();
-        assert_eq!(p[0].kind, MountKind::HostRoot);
-        assert_eq!(p[0].target, "/");
-        assert!(p.iter().any(|m| m.kind == MountKind::MinimalDev && m.target == "/dev"));
-    }
+
 }

@@ -7,8 +7,26 @@ use protocol::CONTROL_PORT_NAME;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// The tag the guest mounts the host root by.
+/// The tag the guest mounts the host root by; other shares are `vs1`, `vs2`, ...
 pub const ROOT_TAG: &str = "vsroot";
+
+/// One host directory shared with the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareConfig {
+    pub tag: String,
+    pub path: PathBuf,
+    pub readonly: bool,
+    /// virtiofsd's vhost-user socket (virtiofs only).
+    pub socket: Option<PathBuf>,
+}
+
+/// One disk image, seen by the guest as /dev/vdX in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    /// "raw" or "qcow2".
+    pub format: &'static str,
+}
 
 pub struct VmConfig {
     pub name: String,
@@ -20,8 +38,11 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub append: String,
-    /// vhost-user socket of virtiofsd (virtiofs only).
-    pub virtiofs_socket: Option<PathBuf>,
+    /// The root first.
+    pub shares: Vec<ShareConfig>,
+    pub disks: Vec<DiskConfig>,
+    /// 9p as root: passthrough, so files the guest creates get the guest user's owner.
+    pub nine_p_passthrough: bool,
     /// Our listening socket for the control channel; QEMU connects to it.
     pub control_socket: PathBuf,
 }
@@ -57,17 +78,28 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     // The console goes to QEMU's stdout, which the launcher captures.
     push(&["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]);
 
-    // The root share. Its socket is connected before the control socket (chardevs are
-    // created in order), so once the control channel is up both sockets can be unlinked.
-    match (c.share, &c.virtiofs_socket) {
-        (Share::Virtiofs, Some(sock)) => {
-            push(&["-chardev", &format!("socket,id=vfs,path={}", sock.display())]);
-            push(&["-device", &format!("{},chardev=vfs,tag={ROOT_TAG},queue-size=1024", dev("vhost-user-fs-device", "vhost-user-fs-pci"))]);
+    // The shares. Their sockets are connected before the control socket (chardevs are
+    // created in order), so once the control channel is up every socket can be unlinked.
+    for (i, sh) in c.shares.iter().enumerate() {
+        match (c.share, &sh.socket) {
+            (Share::Virtiofs, Some(sock)) => {
+                push(&["-chardev", &format!("socket,id=vfs{i},path={}", sock.display())]);
+                let dev = dev("vhost-user-fs-device", "vhost-user-fs-pci");
+                push(&["-device", &format!("{dev},chardev=vfs{i},tag={},queue-size=1024", sh.tag)]);
+            }
+            _ => {
+                // A read-only share never creates files; a writable one maps owners
+                // through (as root) or creates as the launcher's user (as anyone else).
+                let model = if !sh.readonly && c.nine_p_passthrough { "passthrough" } else { "none" };
+                let ro = if sh.readonly { ",readonly=on" } else { "" };
+                push(&["-fsdev", &format!("local,id=fs{i},path={},security_model={model}{ro},multidevs=remap", sh.path.display())]);
+                push(&["-device", &format!("{},fsdev=fs{i},mount_tag={}", dev("virtio-9p-device", "virtio-9p-pci"), sh.tag)]);
+            }
         }
-        _ => {
-            push(&["-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap"]);
-            push(&["-device", &format!("{},fsdev=root,mount_tag={ROOT_TAG}", dev("virtio-9p-device", "virtio-9p-pci"))]);
-        }
+    }
+    for (i, d) in c.disks.iter().enumerate() {
+        push(&["-drive", &format!("file={},format={},if=none,id=disk{i}", d.path.display(), d.format)]);
+        push(&["-device", &format!("{},drive=disk{i}", dev("virtio-blk-device", "virtio-blk-pci"))]);
     }
 
     push(&["-chardev", &format!("socket,id=ctl,path={}", c.control_socket.display())]);
@@ -113,7 +145,12 @@ mod tests {
             kernel: "/boot/vmlinuz".into(),
             initrd: "/cache/initrd.cpio".into(),
             append: "console=ttyS0".into(),
-            virtiofs_socket: Some("/run/x/vfs.sock".into()),
+            shares: vec![
+                ShareConfig { tag: ROOT_TAG.into(), path: "/".into(), readonly: true, socket: Some("/run/x/vfs0.sock".into()) },
+                ShareConfig { tag: "vs1".into(), path: "/home/u/data".into(), readonly: false, socket: Some("/run/x/vfs1.sock".into()) },
+            ],
+            disks: vec![],
+            nine_p_passthrough: true,
             control_socket: "/run/x/ctl.sock".into(),
         }
     }
@@ -128,20 +165,30 @@ mod tests {
         assert!(s.starts_with("-nodefaults -no-user-config -no-reboot"));
         assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem"));
         assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
-        assert!(s.contains("-device vhost-user-fs-device,chardev=vfs,tag=vsroot"));
+        assert!(s.contains("-chardev socket,id=vfs0,path=/run/x/vfs0.sock -device vhost-user-fs-device,chardev=vfs0,tag=vsroot"));
+        assert!(s.contains("-device vhost-user-fs-device,chardev=vfs1,tag=vs1"));
         assert!(s.contains("-device virtio-serial-device"));
         assert!(s.contains("name=org.virt-sandbox.control"));
         assert!(s.contains("-accel tcg -cpu max -smp 2 -m 512M"));
         // vfs must be connected before ctl.
-        assert!(s.find("id=vfs").unwrap() < s.find("id=ctl").unwrap());
+        assert!(s.find("id=vfs1").unwrap() < s.find("id=ctl").unwrap());
     }
 
     #[test]
     fn nine_p_is_read_only_and_needs_no_shared_memory() {
         let s = joined(&cfg(Share::NineP, Machine::Microvm));
-        assert!(s.contains("-fsdev local,id=root,path=/,security_model=none,readonly=on"));
-        assert!(s.contains("-device virtio-9p-device,fsdev=root,mount_tag=vsroot"));
+        assert!(s.contains("-fsdev local,id=fs0,path=/,security_model=none,readonly=on"));
+        assert!(s.contains("-device virtio-9p-device,fsdev=fs0,mount_tag=vsroot"));
+        assert!(s.contains("-fsdev local,id=fs1,path=/home/u/data,security_model=passthrough,multidevs=remap"));
         assert!(!s.contains("memory-backend"));
+    }
+
+    #[test]
+    fn disks_are_virtio_blk_in_order() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        c.disks = vec![DiskConfig { path: "/img/a.qcow2".into(), format: "qcow2" }];
+        let s = joined(&c);
+        assert!(s.contains("-drive file=/img/a.qcow2,format=qcow2,if=none,id=disk0 -device virtio-blk-device,drive=disk0"));
     }
 
     #[test]

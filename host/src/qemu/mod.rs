@@ -6,6 +6,7 @@
 mod boot_image;
 mod cmdline;
 mod console;
+mod layout;
 mod plan;
 mod virtiofsd;
 
@@ -15,9 +16,9 @@ use crate::runtime_dir::RuntimeDir;
 use crate::session::{self, Event, Limits};
 use crate::spec::Spec;
 use crate::{accel, initfile, proc};
-use cmdline::{VmConfig, ROOT_TAG};
+use crate::layout::TempDirs;
+use cmdline::VmConfig;
 use plan::Share;
-use protocol::MountKind;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,10 +56,15 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
 
     // Prepare.
+    let mut temp = TempDirs::default();
+    let layout = layout::layout(spec, plan.share, &mut temp)?;
+    let mut wanted: Vec<&str> = plan.modules.clone();
+    wanted.extend(layout.modules.iter().map(String::as_str));
     let modules = match &tree {
-        Some(t) => t.resolve(&plan.modules).map_err(|e| e.to_string())?,
+        Some(t) => t.resolve(&wanted).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
+    let (include_entries, include_files) = crate::session::includes(&spec.includes)?;
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let (initrd, _hit) = virt_sandbox_initrd::cached(&cache, &init, &modules).map_err(|e| e.to_string())?;
@@ -87,15 +93,15 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     let ctl_path = rundir.path().join("ctl.sock");
     let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
     let mut helpers = Helpers::default();
-    let vfs_socket = match plan.share {
-        Share::Virtiofs => {
-            let sock = rundir.path().join("vfs.sock");
-            let bin = virtiofsd.map_err(|e| e.to_string())?;
-            helpers.virtiofsd = Some(virtiofsd::start(&bin, &sock)?);
-            Some(sock)
+    let mut shares = layout.shares;
+    if plan.share == Share::Virtiofs {
+        let bin = virtiofsd.map_err(|e| e.to_string())?;
+        for (i, sh) in shares.iter_mut().enumerate() {
+            let sock = rundir.path().join(format!("vfs{i}.sock"));
+            helpers.virtiofsd.push(virtiofsd::start(&bin, &sock, &sh.path, sh.readonly)?);
+            sh.socket = Some(sock);
         }
-        Share::NineP => None,
-    };
+    }
     let cfg = VmConfig {
         name: spec.name.clone(),
         accel,
@@ -106,7 +112,10 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         kernel: boot_image,
         initrd,
         append: cmdline::kernel_append(plan.machine, spec.debug, tsc),
-        virtiofs_socket: vfs_socket,
+        shares,
+        disks: layout.disks,
+        // SAFETY: geteuid cannot fail.
+        nine_p_passthrough: unsafe { libc::geteuid() } == 0,
         control_socket: ctl_path,
     };
     let console = console::Tail::default();
@@ -140,16 +149,10 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         }),
         timeout: spec.timeout,
         relay_stdin: true,
+        include_files,
     };
-    let mounts = vec![protocol::Mount {
-        kind: match plan.share {
-            Share::Virtiofs => MountKind::Virtiofs { tag: ROOT_TAG.into() },
-            Share::NineP => MountKind::NineP { tag: ROOT_TAG.into() },
-        },
-        target: "/".into(),
-        readonly: true,
-    }];
-    let outcome = session::run(stream, spec.run_spec(mounts, protocol::Stdio::Relay, protocol::Security::default()), &limits, tx, rx);
+    let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
+    let outcome = session::run(stream, run, &limits, tx, rx);
 
     // Tear down. The guest synced before reporting, so nothing is lost by killing it.
     helpers.stop();
@@ -169,12 +172,12 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
 #[derive(Default)]
 struct Helpers {
     qemu: Option<Child>,
-    virtiofsd: Option<Child>,
+    virtiofsd: Vec<Child>,
 }
 
 impl Helpers {
     fn stop(&mut self) {
-        for child in [self.qemu.take(), self.virtiofsd.take()].into_iter().flatten() {
+        for child in self.qemu.take().into_iter().chain(self.virtiofsd.drain(..)) {
             let mut child = child;
             proc::kill(child.id());
             let _ = child.wait();

@@ -31,15 +31,16 @@ pub fn find() -> Result<PathBuf, String> {
         .ok_or_else(|| "virtiofsd is not installed (install it with `cargo install virtiofsd --locked` or your distribution's package, or use --fs 9p)".into())
 }
 
-/// Starts virtiofsd sharing the host root read-only on `socket`, and returns once the
+/// Starts virtiofsd sharing `dir` on `socket`, and returns once the
 /// socket path exists: QEMU's vhost-user connect is not retried, so it must not start
 /// before virtiofsd listens (Rust's bind-and-listen leaves no useful gap between them).
-pub fn start(bin: &Path, socket: &Path) -> Result<Child, String> {
+pub fn start(bin: &Path, socket: &Path, dir: &Path, readonly: bool) -> Result<Child, String> {
     let mut cmd = Command::new(bin);
-    cmd.arg(format!("--socket-path={}", socket.display()))
-        .arg("--shared-dir=/")
-        .arg("--readonly")
-        .arg("--cache=auto")
+    cmd.arg(format!("--socket-path={}", socket.display())).arg(format!("--shared-dir={}", dir.display()));
+    if readonly {
+        cmd.arg("--readonly");
+    }
+    cmd.arg("--cache=auto")
         .arg("--log-level=error")
         // The guest sees host uids as they are, as with 9p; no id mapping.
         .arg(if is_root() { "--sandbox=namespace" } else { "--sandbox=none" })

@@ -1,0 +1,213 @@
+//! The mount vocabulary of libvirt-sandbox (`-m TYPE:DST=SRC`, `-i`, `-I`) and SELinux
+//! sandbox (`-M`, `-H`, `-T`), plus `--rw`: parsed and validated into [`UserMounts`],
+//! a backend-independent plan. Every malformed spec is refused here, before anything
+//! starts, with the accepted forms in the message.
+
+use std::path::{Component, Path, PathBuf};
+
+pub const FORMS: &str = "host-bind:DST=SRC, host-image:DST=SRC[,format=raw|qcow2], guest-bind:DST=SRC, ram:DST=SIZE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Raw,
+    Qcow2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMount {
+    /// A host directory, read-write; `src` None: a fresh temporary directory.
+    HostBind { dst: PathBuf, src: Option<PathBuf> },
+    /// A filesystem image.
+    HostImage { dst: PathBuf, src: PathBuf, format: ImageFormat },
+    /// Another path inside the sandbox.
+    GuestBind { dst: PathBuf, src: PathBuf },
+    /// A tmpfs of this many bytes.
+    Ram { dst: PathBuf, size: u64 },
+    /// A tmpfs owned by the command's user (`-M`'s home).
+    Home { dst: PathBuf },
+}
+
+impl UserMount {
+    pub fn dst(&self) -> &Path {
+        match self {
+            UserMount::HostBind { dst, .. }
+            | UserMount::HostImage { dst, .. }
+            | UserMount::GuestBind { dst, .. }
+            | UserMount::Ram { dst, .. }
+            | UserMount::Home { dst } => dst,
+        }
+    }
+
+    /// Whether the command can write there.
+    pub fn writable(&self) -> bool {
+        !matches!(self, UserMount::GuestBind { .. })
+    }
+}
+
+/// A host file (or directory, recursively) copied into the sandbox before the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub guest: PathBuf,
+    pub host: PathBuf,
+}
+
+/// Directories a mount may not hide: the sandbox would not work without them.
+const SYSTEM_DIRS: &[&str] = &["/proc", "/dev", "/sys"];
+
+/// Where the command can always write (the sandbox's scratch tmpfs).
+pub const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/run", "/dev/shm"];
+
+/// Parses one `-m` spec. Relative host paths resolve against `cwd`.
+pub fn parse_mount(spec: &str, cwd: &Path) -> Result<UserMount, String> {
+    let bad = |why: &str| format!("invalid -m {spec:?}: {why}; accepted forms: {FORMS}");
+    let (kind, rest) = spec.split_once(':').ok_or_else(|| bad("missing TYPE:"))?;
+    let (dst, src) = rest.split_once('=').ok_or_else(|| bad("missing =SRC"))?;
+    let dst = guest_path(dst).map_err(|e| bad(&e))?;
+    let host = |p: &str| -> PathBuf { absolute(Path::new(p), cwd) };
+    let m = match kind {
+        "host-bind" => {
+            let src = if src.is_empty() {
+                None
+            } else {
+                let p = host(src);
+                if !p.is_dir() {
+                    return Err(bad(&format!("host directory {} does not exist", p.display())));
+                }
+                Some(p)
+            };
+            UserMount::HostBind { dst, src }
+        }
+        "host-image" => {
+            let (path, opts) = src.split_once(',').unwrap_or((src, ""));
+            if path.is_empty() {
+                return Err(bad("missing image path"));
+            }
+            let mut format = ImageFormat::Raw;
+            for opt in opts.split(',').filter(|o| !o.is_empty()) {
+                format = match opt {
+                    "format=raw" => ImageFormat::Raw,
+                    "format=qcow2" => ImageFormat::Qcow2,
+                    o => return Err(bad(&format!("unknown image option {o:?} (use format=raw or format=qcow2)"))),
+                };
+            }
+            let p = host(path);
+            if !p.is_file() {
+                return Err(bad(&format!("image {} does not exist", p.display())));
+            }
+            UserMount::HostImage { dst, src: p, format }
+        }
+        "guest-bind" => UserMount::GuestBind { dst, src: guest_path(src).map_err(|e| bad(&e))? },
+        "ram" => {
+            let size = crate::units::parse_size(src).map_err(|e| bad(&e))?;
+            if size == 0 {
+                return Err(bad("size 0"));
+            }
+            UserMount::Ram { dst, size }
+        }
+        other => return Err(bad(&format!("unknown type {other:?}"))),
+    };
+    if m.dst() == Path::new("/") && !matches!(m, UserMount::HostBind { src: Some(_), .. }) {
+        return Err(bad("only host-bind:/=DIR may replace the root"));
+    }
+    if let Some(sys) = SYSTEM_DIRS.iter().find(|s| m.dst().starts_with(s)) {
+        return Err(bad(&format!("{} would hide the sandbox's {sys}", m.dst().display())));
+    }
+    Ok(m)
+}
+
+/// Parses `-i GUEST[=HOST]`; HOST defaults to the same path on the host.
+pub fn parse_include(spec: &str, cwd: &Path) -> Result<Include, String> {
+    let bad = |why: &str| format!("invalid include {spec:?}: {why}; accepted form: GUEST[=HOST]");
+    let (guest, host) = spec.split_once('=').unwrap_or((spec, spec));
+    let guest = guest_path(guest).map_err(|e| bad(&e))?;
+    let host = absolute(Path::new(host), cwd);
+    if !host.exists() {
+        return Err(bad(&format!("{} does not exist on the host", host.display())));
+    }
+    Ok(Include { guest, host })
+}
+
+/// Reads `-I FILE`: one include spec per line; blank lines and # comments are skipped.
+pub fn parse_include_file(file: &Path, cwd: &Path) -> Result<Vec<Include>, String> {
+    let path = absolute(file, cwd);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("--includefile {}: {e}", path.display()))?;
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| parse_include(l, cwd)).collect()
+}
+
+/// An absolute, normalised path inside the sandbox (no `..`, no `.`).
+fn guest_path(p: &str) -> Result<PathBuf, String> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return Err(format!("{p:?} is not an absolute path"));
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return Err(format!("{p:?} contains '..'")),
+        }
+    }
+    Ok(out)
+}
+
+fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+    let joined = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    // Lexical clean-up only: the host path is opened as given (symlinks and all).
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `path` lies in an area the command can write: scratch tmpfs, a writable
+/// user mount, or anywhere with an overlay root.
+pub fn is_writable(path: &Path, mounts: &[UserMount], overlay: bool) -> bool {
+    overlay
+        || SCRATCH_DIRS.iter().any(|d| path.starts_with(d))
+        || mounts.iter().any(|m| m.writable() && path.starts_with(m.dst()))
+}
+
+/// The includes as the guest's entries (directories walked, parents first), with the
+/// host file for each file entry.
+pub fn expand_includes(includes: &[Include]) -> Result<Vec<(protocol::IncludeEntry, Option<PathBuf>)>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(guest: &Path, host: &Path, out: &mut Vec<(protocol::IncludeEntry, Option<PathBuf>)>) -> Result<(), String> {
+        let meta = std::fs::metadata(host).map_err(|e| format!("include {}: {e}", host.display()))?;
+        let path = guest.to_string_lossy().into_owned();
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() {
+            out.push((protocol::IncludeEntry { path, mode, kind: protocol::IncludeKind::Dir }, None));
+            let mut names: Vec<_> = std::fs::read_dir(host)
+                .map_err(|e| format!("include {}: {e}", host.display()))?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
+            names.sort();
+            for n in names {
+                walk(&guest.join(&n), &host.join(&n), out)?;
+            }
+        } else if meta.is_file() {
+            let kind = protocol::IncludeKind::File { size: meta.len() };
+            out.push((protocol::IncludeEntry { path, mode, kind }, Some(host.to_path_buf())));
+        } else {
+            return Err(format!("include {}: only files and directories can be included", host.display()));
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for i in includes {
+        walk(&i.guest, &i.host, &mut out)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "mounts_tests.rs"]
+mod tests;

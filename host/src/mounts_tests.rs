@@ -1,0 +1,78 @@
+use super::*;
+
+fn cwd() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    std::fs::write(d.path().join("disk.img"), b"").unwrap();
+    d
+}
+
+#[test]
+fn each_form_parses() {
+    let d = cwd();
+    let c = d.path();
+    assert_eq!(parse_mount("host-bind:/mnt=data", c).unwrap(), UserMount::HostBind { dst: "/mnt".into(), src: Some(c.join("data")) });
+    assert_eq!(parse_mount("host-bind:/scratch=", c).unwrap(), UserMount::HostBind { dst: "/scratch".into(), src: None });
+    assert_eq!(
+        parse_mount("host-image:/img=disk.img,format=qcow2", c).unwrap(),
+        UserMount::HostImage { dst: "/img".into(), src: c.join("disk.img"), format: ImageFormat::Qcow2 }
+    );
+    assert_eq!(
+        parse_mount("host-image:/img=./disk.img", c).unwrap(),
+        UserMount::HostImage { dst: "/img".into(), src: c.join("disk.img"), format: ImageFormat::Raw }
+    );
+    assert_eq!(parse_mount("guest-bind:/tmp/x=/etc", c).unwrap(), UserMount::GuestBind { dst: "/tmp/x".into(), src: "/etc".into() });
+    assert_eq!(parse_mount("ram:/cache=64MiB", c).unwrap(), UserMount::Ram { dst: "/cache".into(), size: 64 << 20 });
+    assert_eq!(parse_mount("host-bind:/=data", c).unwrap().dst(), Path::new("/"));
+}
+
+#[test]
+fn malformed_specs_name_the_problem_and_show_the_forms() {
+    let d = cwd();
+    for (spec, needle) in [
+        ("host-bind/mnt=data", "missing TYPE"),
+        ("host-bind:/mnt", "missing =SRC"),
+        ("host-bind:mnt=data", "not an absolute path"),
+        ("host-bind:/a/../b=data", "'..'"),
+        ("host-bind:/mnt=nope", "does not exist"),
+        ("host-image:/img=disk.img,format=vmdk", "unknown image option"),
+        ("host-image:/img=", "missing image path"),
+        ("ram:/r=lots", "invalid size"),
+        ("ram:/r=0", "size 0"),
+        ("nfs:/x=y", "unknown type"),
+        ("ram:/=1M", "replace the root"),
+        ("host-bind:/proc=data", "hide the sandbox's /proc"),
+        ("ram:/dev/x=1M", "hide the sandbox's /dev"),
+        ("guest-bind:/sys=/tmp", "/sys"),
+    ] {
+        let err = parse_mount(spec, d.path()).unwrap_err();
+        assert!(err.contains(needle), "{spec}: {err}");
+        assert!(err.contains("accepted forms"), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn includes_default_to_the_same_path_and_read_from_a_file() {
+    let d = cwd();
+    let c = d.path();
+    std::fs::write(c.join("f"), "x").unwrap();
+    let inc = parse_include(&format!("/tmp/f={}", c.join("f").display()), c).unwrap();
+    assert_eq!(inc, Include { guest: "/tmp/f".into(), host: c.join("f") });
+    assert_eq!(parse_include("/etc/hostname", c).unwrap().host, PathBuf::from("/etc/hostname"));
+    assert!(parse_include("rel=f", c).unwrap_err().contains("absolute"));
+    assert!(parse_include("/tmp/g=missing", c).unwrap_err().contains("does not exist"));
+    std::fs::write(c.join("list"), "# comment\n\n/tmp/a=f\n/tmp/b=f\n").unwrap();
+    let list = parse_include_file(Path::new("list"), c).unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(parse_include_file(Path::new("nolist"), c).unwrap_err().contains("--includefile"));
+}
+
+#[test]
+fn writable_areas() {
+    let mounts = vec![UserMount::Ram { dst: "/cache".into(), size: 1 }, UserMount::GuestBind { dst: "/ro".into(), src: "/etc".into() }];
+    assert!(is_writable(Path::new("/tmp/x"), &mounts, false));
+    assert!(is_writable(Path::new("/cache/x"), &mounts, false));
+    assert!(!is_writable(Path::new("/ro/x"), &mounts, false));
+    assert!(!is_writable(Path::new("/etc/x"), &mounts, false));
+    assert!(is_writable(Path::new("/etc/x"), &mounts, true));
+}

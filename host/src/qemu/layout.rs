@@ -1,0 +1,79 @@
+//! How a VM realises the sandbox's mounts: which host directories become shares
+//! (virtiofs or 9p, one each), which images become virtio-blk disks, what the guest
+//! mounts where, and which extra modules that needs. Pure apart from temp dirs.
+
+use super::cmdline::{DiskConfig, ShareConfig, ROOT_TAG};
+use super::plan::Share;
+use crate::layout::{common, fstype_of, scratch, TempDirs};
+use crate::mounts::{ImageFormat, UserMount};
+use crate::spec::Spec;
+use protocol::{Mount, MountKind};
+use std::path::PathBuf;
+
+#[derive(Debug, Default)]
+pub struct VmLayout {
+    pub shares: Vec<ShareConfig>,
+    pub disks: Vec<DiskConfig>,
+    pub mounts: Vec<Mount>,
+    /// Modules beyond the plan's: disk and filesystem drivers.
+    pub modules: Vec<String>,
+}
+
+fn share_mount(share: Share, tag: &str, target: &str, readonly: bool) -> Mount {
+    let kind = match share {
+        Share::Virtiofs => MountKind::Virtiofs { tag: tag.into() },
+        Share::NineP => MountKind::NineP { tag: tag.into() },
+    };
+    Mount { kind, target: target.into(), readonly }
+}
+
+pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout, String> {
+    let mut l = VmLayout::default();
+    let (root, readonly) = match &spec.root {
+        Some(dir) => (dir.clone(), false),
+        None => (PathBuf::from("/"), true),
+    };
+    l.shares.push(ShareConfig { tag: ROOT_TAG.into(), path: root, readonly, socket: None });
+    l.mounts.push(share_mount(share, ROOT_TAG, "/", readonly));
+    l.mounts.extend(scratch());
+    for m in &spec.mounts {
+        if let Some(mount) = common(m, &spec.identity) {
+            l.mounts.push(mount);
+            continue;
+        }
+        match m {
+            UserMount::HostBind { dst, src } => {
+                let tag = format!("vs{}", l.shares.len());
+                let path = temp.source(src)?;
+                l.shares.push(ShareConfig { tag: tag.clone(), path, readonly: false, socket: None });
+                l.mounts.push(share_mount(share, &tag, &dst.to_string_lossy(), false));
+            }
+            UserMount::HostImage { dst, src, format } => {
+                let fstype = fstype_of(src, *format)?;
+                let letter = (b'a' + l.disks.len() as u8) as char;
+                if l.disks.len() >= 26 {
+                    return Err("at most 26 host-image mounts".into());
+                }
+                l.disks.push(DiskConfig {
+                    path: src.clone(),
+                    format: match format {
+                        ImageFormat::Raw => "raw",
+                        ImageFormat::Qcow2 => "qcow2",
+                    },
+                });
+                for module in ["virtio_blk", fstype.as_str()] {
+                    if !l.modules.iter().any(|m| m == module) {
+                        l.modules.push(module.to_string());
+                    }
+                }
+                l.mounts.push(Mount {
+                    kind: MountKind::Block { device: format!("/dev/vd{letter}"), fstype },
+                    target: dst.to_string_lossy().into_owned(),
+                    readonly: false,
+                });
+            }
+            _ => unreachable!("common() handles the rest"),
+        }
+    }
+    Ok(l)
+}
