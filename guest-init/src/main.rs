@@ -75,12 +75,12 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Fai
     // The run itself.
     match sandbox {
         Sandbox::Vm => {
-            mounts::new_root(mounts::VM_NEW_ROOT, &spec.mounts)?;
+            mounts::new_root(mounts::VM_NEW_ROOT, &spec.mounts, spec.overlay)?;
             mounts::switch_root()?;
         }
         Sandbox::Container => {
             container_root::prepare()?;
-            mounts::new_root(container_root::NEW_ROOT, &spec.mounts)?;
+            mounts::new_root(container_root::NEW_ROOT, &spec.mounts, spec.overlay)?;
             container_root::pivot()?;
         }
     }

@@ -27,7 +27,7 @@ pub fn early() -> Result<(), Failure> {
 }
 
 /// Mounts the run's root and its other mounts under `/newroot`, then the scratch tmpfs.
-pub fn new_root(new_root: &str, mounts: &[Mount]) -> Result<(), Failure> {
+pub fn new_root(new_root: &str, mounts: &[Mount], overlay: bool) -> Result<(), Failure> {
     let Some((root, rest)) = mounts.split_first() else {
         return Err(Failure::new("mount root", "the run spec has no root mount"));
     };
@@ -35,12 +35,79 @@ pub fn new_root(new_root: &str, mounts: &[Mount]) -> Result<(), Failure> {
         return Err(Failure::new("mount root", format!("first mount is {}, not /", root.target)));
     }
     mkdir(new_root)?;
-    for m in std::iter::once(root).chain(rest) {
+    if overlay {
+        overlay_root(root, new_root)?;
+    } else {
+        mount_one(root, new_root, new_root)?;
+    }
+    for m in rest {
         let target = format!("{new_root}{}", m.target.trim_end_matches('/'));
         mount_point(m, &target)?;
         mount_one(m, new_root, &target)?;
     }
     Ok(())
+}
+
+/// `--overlay`: the root mounted read-only below, a tmpfs for the changes above, and
+/// the overlay of the two as the new root. Where the lower root has submounts (a
+/// container's bind of the host's tree), they are bound into the overlay at their
+/// places, since an overlay only shows its lower filesystem's own files.
+fn overlay_root(root: &Mount, new_root: &str) -> Result<(), Failure> {
+    let base = format!("{}.overlay", new_root.trim_end_matches('/'));
+    let (lower, rw) = (format!("{base}/lower"), format!("{base}/rw"));
+    mkdir(&lower)?;
+    mkdir(&rw)?;
+    mount_one(root, new_root, &lower)?;
+    mount("tmpfs", &rw, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0755")?;
+    mkdir(&format!("{rw}/upper"))?;
+    mkdir(&format!("{rw}/work"))?;
+    let data = format!("lowerdir={lower},upperdir={rw}/upper,workdir={rw}/work");
+    mount("overlay", new_root, "overlay", 0, &data)?;
+    for sub in top_submounts(&lower) {
+        let target = format!("{new_root}{}", &sub[lower.len()..]);
+        if std::path::Path::new(&target).is_dir() {
+            mount(&sub, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Mount points strictly below `dir` that are not below another one (the rest come
+/// along with a recursive bind of these).
+fn top_submounts(dir: &str) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = format!("{dir}/");
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort();
+    points.dedup();
+    let mut top: Vec<String> = Vec::new();
+    for p in points {
+        if !top.iter().any(|t| p.starts_with(&format!("{t}/"))) {
+            top.push(p);
+        }
+    }
+    top
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Makes sure the mount point exists: created when missing (possible on a tmpfs or a
@@ -163,4 +230,16 @@ pub fn mkdir(path: &str) -> Result<(), Failure> {
 
 pub fn cstr(s: &str) -> Result<CString, Failure> {
     CString::new(s).map_err(|_| Failure::new("mount", format!("path with a NUL byte: {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape("/end\\"), "/end\\");
+    }
 }

@@ -341,6 +341,7 @@ impl Spec {
             mounts,
             stdio,
             security,
+            overlay: self.overlay,
             includes,
         }
     }

@@ -69,6 +69,8 @@ pub struct RunSpec {
     pub stdio: Stdio,
     /// What the command may do once started.
     pub security: Security,
+    /// The root is writable through an overlay on tmpfs; every change vanishes.
+    pub overlay: bool,
     /// Files and directories to create before the command starts; each file's bytes
     /// follow `Run` as `IncludeData` frames.
     pub includes: Vec<IncludeEntry>,

@@ -35,6 +35,9 @@ pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout
     };
     l.shares.push(ShareConfig { tag: ROOT_TAG.into(), path: root, readonly, socket: None });
     l.mounts.push(share_mount(share, ROOT_TAG, "/", readonly));
+    if spec.overlay {
+        l.modules.push("overlay".into());
+    }
     l.mounts.extend(scratch());
     for m in &spec.mounts {
         if let Some(mount) = common(m, &spec.identity) {

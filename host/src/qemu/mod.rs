@@ -98,7 +98,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         let bin = virtiofsd.map_err(|e| e.to_string())?;
         for (i, sh) in shares.iter_mut().enumerate() {
             let sock = rundir.path().join(format!("vfs{i}.sock"));
-            helpers.virtiofsd.push(virtiofsd::start(&bin, &sock, &sh.path, sh.readonly)?);
+            helpers.virtiofsd.push(virtiofsd::start(&bin, &sock, &sh.path, sh.readonly, spec.overlay && i == 0)?);
             sh.socket = Some(sock);
         }
     }

@@ -34,11 +34,16 @@ pub fn find() -> Result<PathBuf, String> {
 /// Starts virtiofsd sharing `dir` on `socket`, and returns once the
 /// socket path exists: QEMU's vhost-user connect is not retried, so it must not start
 /// before virtiofsd listens (Rust's bind-and-listen leaves no useful gap between them).
-pub fn start(bin: &Path, socket: &Path, dir: &Path, readonly: bool) -> Result<Child, String> {
+pub fn start(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lower: bool) -> Result<Child, String> {
     let mut cmd = Command::new(bin);
     cmd.arg(format!("--socket-path={}", socket.display())).arg(format!("--shared-dir={}", dir.display()));
     if readonly {
         cmd.arg("--readonly");
+    }
+    if overlay_lower {
+        // Announced submounts become automount points in the guest, and overlayfs
+        // refuses those in its lower layer (EREMOTE on /dev, /proc, ...).
+        cmd.arg("--no-announce-submounts");
     }
     cmd.arg("--cache=auto")
         .arg("--log-level=error")
