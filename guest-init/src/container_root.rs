@@ -1,9 +1,10 @@
 //! The root of a container, assembled by init inside its fresh mount namespace, in the
 //! order bubblewrap uses. Each privileged step says why it is safe.
 //!
-//! 1. `prepare`: make every mount private (nothing propagates back to the host), and put
-//!    a tmpfs on /tmp — in this namespace only — to hold the new root's mountpoint.
-//! 2. The host root is bound recursively at `/tmp/newroot`, its /proc /sys /dev are
+//! 1. `prepare`: make every mount private (nothing propagates back to the host), and
+//!    pivot into a scaffold tmpfs, with the host's tree at /oldroot: host paths (bind
+//!    sources) stay reachable there, none hidden by the scaffold.
+//! 2. The host root is bound recursively at `/newroot`, its /proc /sys /dev are
 //!    detached (fresh ones replace them), and every mount under it is made read-only,
 //!    nosuid and nodev in one `mount_setattr` call, so no submount stays writable.
 //! 3. Fresh proc, sysfs (read-only), a minimal /dev, and tmpfs scratch areas on top.
@@ -13,7 +14,15 @@
 use crate::error::Failure;
 use crate::mounts::{cstr, mkdir, mount};
 
-pub const NEW_ROOT: &str = "/tmp/newroot";
+pub const NEW_ROOT: &str = "/newroot";
+
+/// Where the host's tree is, between `prepare` and `pivot`.
+const HOST: &str = "/oldroot";
+
+/// A host path as seen between `prepare` and `pivot`.
+pub fn host_path(p: &str) -> String {
+    format!("{HOST}{}", if p == "/" { "" } else { p })
+}
 
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -34,13 +43,26 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 pub fn prepare() -> Result<(), Failure> {
     // MS_PRIVATE|MS_REC on "/": later mounts stay in this namespace.
     mount("none", "/", "", libc::MS_REC | libc::MS_PRIVATE, "")?;
-    // The scaffold tmpfs hides the host's /tmp in this namespace only.
+    // The scaffold: a tmpfs (mounted on /tmp, in this namespace only) becomes the root,
+    // the host's tree goes to /oldroot below it.
     mount("tmpfs", "/tmp", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0700")?;
-    mkdir(NEW_ROOT)
+    mkdir(&format!("/tmp{NEW_ROOT}"))?;
+    mkdir(&format!("/tmp{HOST}"))?;
+    let (scaffold, old) = (cstr("/tmp")?, cstr("oldroot")?);
+    // SAFETY: chdir/pivot_root with valid NUL-terminated paths.
+    unsafe {
+        if libc::chdir(scaffold.as_ptr()) != 0 || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), old.as_ptr()) != 0 {
+            return Err(Failure::os("pivot root", "into the scaffold"));
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(Failure::os("pivot root", "chdir /"));
+        }
+    }
+    Ok(())
 }
 
 pub fn host_root(target: &str) -> Result<(), Failure> {
-    mount("/", target, "", libc::MS_BIND | libc::MS_REC, "")?;
+    mount(HOST, target, "", libc::MS_BIND | libc::MS_REC, "")?;
     for api in ["/proc", "/sys", "/dev"] {
         // Detach the host's API filesystems (and everything under them): a fresh,
         // namespaced instance goes in their place, and nothing must remain underneath.
@@ -88,7 +110,7 @@ pub fn minimal_dev(target: &str) -> Result<(), Failure> {
         std::fs::write(&node, b"").map_err(|e| Failure::new("mount", format!("creating {node}: {e}")))?;
         // A bind of the host's node: creating nodes with mknod is not allowed in a user
         // namespace, and these six are safe to share.
-        mount(&format!("/dev/{dev}"), &node, "", libc::MS_BIND, "")?;
+        mount(&host_path(&format!("/dev/{dev}")), &node, "", libc::MS_BIND, "")?;
     }
     mkdir(&format!("{target}/pts"))?;
     // A new devpts instance: the command's ptys are its own, not the host's.
@@ -102,8 +124,8 @@ pub fn minimal_dev(target: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only
-/// the new root reachable.
+/// pivot_root(".", ".") stacks the old root (the scaffold, with the host's tree under
+/// it) on the new one; detaching it leaves only the new root reachable.
 pub fn pivot() -> Result<(), Failure> {
     let root = cstr(NEW_ROOT)?;
     let dot = cstr(".")?;

@@ -118,7 +118,7 @@ fn mount_point(m: &Mount, target: &str) -> Result<(), Failure> {
         return Ok(());
     }
     let file_source = match &m.kind {
-        MountKind::Bind { source } => std::path::Path::new(source).is_file(),
+        MountKind::Bind { source } => std::path::Path::new(&crate::container_root::host_path(source)).is_file(),
         _ => false,
     };
     let made = match (file_source, path.parent()) {
@@ -151,7 +151,7 @@ fn mount_one(m: &Mount, new_root: &str, target: &str) -> Result<(), Failure> {
             }
             mount("tmpfs", target, "tmpfs", ro | libc::MS_NOSUID | libc::MS_NODEV, &data)
         }
-        MountKind::Bind { source } => bind(source, target, m.readonly),
+        MountKind::Bind { source } => bind(&crate::container_root::host_path(source), target, m.readonly),
         MountKind::GuestBind { source } => bind(&format!("{new_root}{source}"), target, m.readonly),
         MountKind::Block { device, fstype } => mount(device, target, fstype, ro, ""),
         MountKind::HostRoot => crate::container_root::host_root(target),
