@@ -20,14 +20,14 @@ gcc -Os -static -o "$work/init" benches/floor-init.c
 vmlinux=$("$vs" -v --kernel "$kernel" -- /bin/true 2>&1 | sed -n 's/.* booted as \([^;]*\);.*/\1/p')
 [ -n "$vmlinux" ] || { echo "could not learn the boot image from virt-sandbox -v" >&2; exit 1; }
 khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2*1000; exit}' /proc/cpuinfo)
-accel=tcg; cpu=max
+accel=tcg; cpu=max,-erms,-fsrm
 if [ -w /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; cpu=host; fi
 
 floor() {
     qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
         -M microvm,rtc=on,acpi=on,pcie=off -accel $accel -cpu $cpu -smp 1 -m 512M \
         -kernel "$vmlinux" -initrd "$work/floor.cpio" \
-        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t oops=panic quiet loglevel=4 pci=off tsc_early_khz=$khz" \
+        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t mitigations=off oops=panic quiet loglevel=4 pci=off tsc_early_khz=$khz" \
         -chardev null,id=con -serial chardev:con
 }
 ours() { "$vs" --kernel "$kernel" -- /bin/true; }

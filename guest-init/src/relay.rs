@@ -7,8 +7,7 @@
 
 use crate::command::Child;
 use crate::error::Failure;
-use protocol::{ExitStatus, GuestMsg, HostMsg, MAX_CHUNK};
-use serde_bytes::ByteBuf;
+use protocol::{ExitStatus, HostMsg, MAX_CHUNK};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::channel::Channel;
@@ -162,8 +161,7 @@ fn forward_fd(chan: &mut Channel, fd: RawFd, i: usize, buf: &mut [u8]) -> Result
     if n == 0 {
         return Ok(false);
     }
-    let data = ByteBuf::from(buf[..n as usize].to_vec());
-    chan.send(&if i == 0 { GuestMsg::Stdout(data) } else { GuestMsg::Stderr(data) })?;
+    chan.send_output(i == 1, &buf[..n as usize])?;
     Ok(true)
 }
 

@@ -34,6 +34,9 @@ pub enum Event {
     StdoutClosed,
 }
 
+/// How long the channel may stay open after the sandbox process is gone.
+const GONE_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 pub struct Limits {
     pub boot_timeout: Duration,
     pub timeout: Option<Duration>,
@@ -120,10 +123,12 @@ pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>
     let mut signals = 0;
     let mut gone_at: Option<Instant> = None;
     loop {
-        // Once the sandbox process is gone, give the reader a moment to drain the frames
-        // it already has (the exit status may be among them).
+        // Once the sandbox process is gone, the reader still drains what it sent before
+        // (the exit status may be last, behind output a slow reader of ours has not
+        // taken yet); the channel's end follows. The bound only guards against a peer
+        // that somehow keeps the channel open.
         let until = match (deadline, gone_at) {
-            (_, Some(t)) => Some(t + Duration::from_secs(2)),
+            (_, Some(t)) => Some(t + GONE_DRAIN_LIMIT),
             (d, None) => d,
         };
         match wait(&rx, until) {

@@ -33,6 +33,40 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(buf)
 }
 
+/// The frame header for a `GuestMsg::Stdout`/`Stderr` (`stderr` false/true) carrying
+/// `len` bytes: exactly what [`encode`] puts before those bytes, so that a sender can
+/// write header and data from its own buffer without copying them into a message.
+pub fn output_frame_header(stderr: bool, len: usize) -> [u8; 4 + 1 + 5] {
+    // postcard: the variant index and the byte string's length as varints, then bytes.
+    let variant: u8 = if stderr { 2 } else { 1 };
+    let mut h = [0u8; 10];
+    let mut n = 4;
+    h[n] = variant;
+    n += 1;
+    let mut v = len as u32;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            h[n] = byte;
+            n += 1;
+            break;
+        }
+        h[n] = byte | 0x80;
+        n += 1;
+    }
+    let frame_len = (n - 4 + len) as u32;
+    h[..4].copy_from_slice(&frame_len.to_le_bytes());
+    // Unused tail bytes stay zero; the caller writes only `header_len` of them.
+    h[9] = n as u8;
+    h
+}
+
+/// How many bytes of [`output_frame_header`]'s array are the header.
+pub fn output_header_len(h: &[u8; 10]) -> usize {
+    h[9] as usize
+}
+
 /// Writes one message as a frame in a single `write_all`.
 pub fn write_frame<T: Serialize, W: Write>(w: &mut W, msg: &T) -> Result<(), FrameError> {
     w.write_all(&encode(msg)?)?;
@@ -168,6 +202,21 @@ mod tests {
             Err(FrameError::Truncated)
         ));
         assert!(decode::<GuestMsg>(&wire).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_output_header_matches_postcard() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 131_072] {
+            for stderr in [false, true] {
+                let data = vec![9u8; len];
+                let msg = if stderr { GuestMsg::Stderr(ByteBuf::from(data.clone())) } else { GuestMsg::Stdout(ByteBuf::from(data.clone())) };
+                let whole = encode(&msg).unwrap();
+                let h = output_frame_header(stderr, len);
+                let hl = output_header_len(&h);
+                assert_eq!(&whole[..hl], &h[..hl], "len {len}");
+                assert_eq!(&whole[hl..], &data[..]);
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 mod frame;
 mod messages;
 
-pub use frame::{decode, encode, write_frame, FrameError, FrameReader, MAX_FRAME};
+pub use frame::{
+    decode, encode, output_frame_header, output_header_len, write_frame, FrameError, FrameReader, MAX_FRAME,
+};
 pub use messages::{
     ExitStatus, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, RunSpec, Security,
     Stdio,
@@ -16,7 +18,7 @@ pub use messages::{
 
 /// The largest stdio payload either side puts in one frame. Well under [`MAX_FRAME`] so
 /// that the postcard envelope always fits.
-pub const MAX_CHUNK: usize = 128 * 1024;
+pub const MAX_CHUNK: usize = 512 * 1024;
 
 /// The virtio-serial port name the guest looks for under `/sys/class/virtio-ports`.
 pub const CONTROL_PORT_NAME: &str = "org.virt-sandbox.control";

@@ -68,7 +68,10 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     }
     match c.accel {
         Chosen::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        Chosen::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+        // Without ERMS/FSRM the guest kernel copies with plain moves instead of
+        // `rep movsb`, which TCG runs several times slower: a guest pipe moves ~2.5x
+        // more data per second (measured: 64 MiB through `head | cat`, 5.2 s -> 2.1 s).
+        Chosen::Tcg => push(&["-accel", "tcg", "-cpu", "max,-erms,-fsrm"]),
     }
     push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
     if c.share == Share::Virtiofs {
@@ -110,8 +113,13 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
 
 /// The kernel command line. `quiet` unless debugging: every console byte is slow to
 /// emulate, and errors and panics still print at this level.
-pub fn kernel_append(machine: Machine, debug: bool, tsc_khz: Option<u64>) -> String {
+pub fn kernel_append(machine: Machine, accel: Chosen, debug: bool, tsc_khz: Option<u64>) -> String {
     let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t"];
+    if accel == Chosen::Tcg {
+        // TCG does not execute speculatively, so the speculation mitigations (page-table
+        // isolation above all: a TLB flush per system call) only cost time there.
+        p.push("mitigations=off");
+    }
     // An init failure or a panic must end the VM, not leave it spinning.
     p.push("oops=panic");
     if debug {
@@ -169,7 +177,7 @@ mod tests {
         assert!(s.contains("-device vhost-user-fs-device,chardev=vfs1,tag=vs1"));
         assert!(s.contains("-device virtio-serial-device"));
         assert!(s.contains("name=org.virt-sandbox.control"));
-        assert!(s.contains("-accel tcg -cpu max -smp 2 -m 512M"));
+        assert!(s.contains("-accel tcg -cpu max,-erms,-fsrm -smp 2 -m 512M"));
         // vfs must be connected before ctl.
         assert!(s.find("id=vfs1").unwrap() < s.find("id=ctl").unwrap());
     }
@@ -200,8 +208,10 @@ mod tests {
 
     #[test]
     fn kernel_command_line() {
-        let a = kernel_append(Machine::Microvm, false, Some(2_400_000));
+        let a = kernel_append(Machine::Microvm, Chosen::Tcg, false, Some(2_400_000));
         assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
-        assert!(kernel_append(Machine::Q35, true, None).contains("loglevel=7"));
+        assert!(a.contains("mitigations=off"));
+        let k = kernel_append(Machine::Q35, Chosen::Kvm, true, None);
+        assert!(k.contains("loglevel=7") && !k.contains("mitigations"));
     }
 }

@@ -111,7 +111,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         cpus: spec.cpus,
         kernel: boot_image,
         initrd,
-        append: cmdline::kernel_append(plan.machine, spec.debug, tsc),
+        append: cmdline::kernel_append(plan.machine, accel, spec.debug, tsc),
         shares,
         disks: layout.disks,
         // SAFETY: geteuid cannot fail.
