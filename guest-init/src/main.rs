@@ -17,6 +17,7 @@ mod mounts;
 mod net;
 mod power;
 mod relay;
+mod timings;
 
 use error::Failure;
 use protocol::{GuestMsg, HostMsg, PROTOCOL_VERSION};
@@ -40,7 +41,8 @@ fn main() {
         Sandbox::Vm
     };
     let mut chan = None;
-    if let Err(failure) = boot(sandbox, &mut chan) {
+    let mut times = timings::Timings::new();
+    if let Err(failure) = boot(sandbox, &mut chan, &mut times) {
         kmsg::error(&failure.to_string());
         if let Some(chan) = chan.as_mut() {
             // The host ends the run with 125 and this message; if even this write fails
@@ -54,7 +56,7 @@ fn main() {
     power::off(sandbox)
 }
 
-fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Failure> {
+fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timings::Timings) -> Result<(), Failure> {
     // Before the run spec: only what every run needs, so that a VM booted up to the
     // spec could be snapshotted and reused.
     if sandbox == Sandbox::Vm {
@@ -62,8 +64,10 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Fai
         kmsg::info("early mounts done");
         modules::load_all()?;
         kmsg::info("modules loaded");
+        times.mark("modules loaded");
     }
     let c = chan.insert(channel::Channel::open()?);
+    times.mark("hello");
     c.send(&GuestMsg::Hello { version: PROTOCOL_VERSION })?;
 
     let spec = match c.recv()? {
@@ -73,6 +77,7 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Fai
     };
 
     // The run itself.
+    times.mark("run spec received");
     match sandbox {
         Sandbox::Vm => {
             mounts::new_root(mounts::VM_NEW_ROOT, &spec.mounts, spec.overlay)?;
@@ -84,17 +89,29 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>) -> Result<(), Fai
             container_root::pivot()?;
         }
     }
+    times.mark("root mounted");
     include::apply(c, &spec.includes, spec.identity.uid, spec.identity.gid)?;
     net::setup(&spec.hostname)?;
     let status = match command::spawn(&spec)? {
-        command::Spawned::Running(child) => relay::run(c, child)?,
+        command::Spawned::Running(child) => {
+            times.mark("command started");
+            relay::run(c, child)?
+        }
         command::Spawned::Failed(status) => status,
     };
+    times.mark("command exited");
     // The sandbox ends with its command: stop what it left behind, then detach disk
     // filesystems cleanly so their images are consistent on the host.
     power::kill_all();
-    mounts::unmount_disks(&spec.mounts);
-    power::sync();
+    if sandbox == Sandbox::Vm {
+        // A VM is killed once it reports, so its disks and shares must be flushed now;
+        // a container's writes are already in the host's page cache, and a sync there
+        // would flush every filesystem of the host.
+        mounts::unmount_disks(&spec.mounts);
+        power::sync();
+        times.mark("synced");
+    }
+    c.send(&GuestMsg::Timings(times.take()))?;
     c.send(&GuestMsg::Exit(status))?;
     Ok(())
 }

@@ -129,6 +129,10 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", env = "VIRT_SANDBOX_BOOT_TIMEOUT", hide = true)]
     pub boot_timeout: Option<String>,
 
+    /// After the run, print where the time went, phase by phase, on stderr.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
+    pub timings: Option<TimingsFormat>,
+
     /// The command and its arguments.
     #[arg(value_name = "COMMAND", required = true, num_args = 1..)]
     pub command: Vec<OsString>,
@@ -147,4 +151,10 @@ pub enum Fs {
     Virtiofs,
     #[value(name = "9p")]
     NineP,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimingsFormat {
+    Text,
+    Json,
 }

@@ -17,4 +17,5 @@ pub mod qemu;
 pub mod runtime_dir;
 pub mod session;
 pub mod spec;
+pub mod timings;
 pub mod units;

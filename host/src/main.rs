@@ -3,12 +3,14 @@
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use virt_sandbox::cli::Cli;
+use virt_sandbox::cli::{Cli, TimingsFormat};
+use virt_sandbox::timings::Timeline;
 use virt_sandbox::exit::{Outcome, SANDBOX_FAILED};
 use virt_sandbox::identity::{current_groups, HostUsers};
 use virt_sandbox::spec::{self, Backend, Caller};
 
 fn main() -> ExitCode {
+    let mut timeline = Timeline::new(std::time::Instant::now());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -43,13 +45,19 @@ fn main() -> ExitCode {
             eprintln!("virt-sandbox: {msg}");
         }
     };
+    timeline.mark("launcher setup");
     let outcome: Outcome = match spec.backend {
-        Backend::Qemu => virt_sandbox::qemu::run(&spec, &notice),
-        Backend::Container => virt_sandbox::container::run(&spec),
+        Backend::Qemu => virt_sandbox::qemu::run(&spec, &notice, &mut timeline),
+        Backend::Container => virt_sandbox::container::run(&spec, &mut timeline),
     };
     let argv0 = spec.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(msg) = outcome.message(&argv0) {
         eprintln!("{msg}");
+    }
+    match spec.timings {
+        Some(TimingsFormat::Text) => eprint!("{}", timeline.text()),
+        Some(TimingsFormat::Json) => eprintln!("{}", timeline.json()),
+        None => {}
     }
     ExitCode::from(outcome.code())
 }

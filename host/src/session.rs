@@ -8,6 +8,7 @@
 //! message out of place ends the run as a protocol error.
 
 use crate::exit::Outcome;
+use crate::timings::Timeline;
 use protocol::{write_frame, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
 use serde_bytes::ByteBuf;
 use std::fs::File;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub enum Event {
     Hello(u32),
+    Timings(Vec<(String, u64)>),
     Exit(protocol::ExitStatus),
     GuestError { stage: String, message: String },
     ProtocolError(String),
@@ -85,7 +87,13 @@ pub fn events() -> (Sender<Event>, Receiver<Event>) {
 
 /// Runs the session on an already connected control stream. Returns when the run has an
 /// outcome; the caller then tears the sandbox down.
-pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>, rx: Receiver<Event>) -> Outcome {
+pub fn run(
+    stream: UnixStream,
+    spec: RunSpec,
+    limits: &Limits,
+    (tx, rx): (Sender<Event>, Receiver<Event>),
+    timeline: &mut Timeline,
+) -> Outcome {
     let writer = match stream.try_clone() {
         Ok(w) => Arc::new(Mutex::new(w)),
         Err(e) => return Outcome::failed(format!("control channel: {e}")),
@@ -96,7 +104,7 @@ pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>
     // Boot watchdog: no word from init in time means the boot hung.
     let boot_deadline = Instant::now() + limits.boot_timeout;
     match wait(&rx, Some(boot_deadline)) {
-        Some(Event::Hello(v)) if v == PROTOCOL_VERSION => {}
+        Some(Event::Hello(v)) if v == PROTOCOL_VERSION => timeline.hello(),
         Some(Event::Hello(v)) => {
             return Outcome::failed(format!("protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"))
         }
@@ -134,7 +142,11 @@ pub fn run(stream: UnixStream, spec: RunSpec, limits: &Limits, tx: Sender<Event>
         match wait(&rx, until) {
             None if gone_at.is_some() => return Outcome::failed("the sandbox stopped before the command exited"),
             None => return Outcome::TimedOut,
-            Some(Event::Exit(status)) => return Outcome::Command(status),
+            Some(Event::Exit(status)) => {
+                timeline.mark("exit status received");
+                return Outcome::Command(status);
+            }
+            Some(Event::Timings(t)) => timeline.guest(t),
             Some(Event::Signal(n)) => {
                 signals += 1;
                 if signals > 1 {
@@ -203,6 +215,7 @@ fn spawn_reader(stream: UnixStream, tx: Sender<Event>) {
                     Event::Exit(st)
                 }
                 Ok(Some(GuestMsg::Hello { version })) => Event::Hello(version),
+                Ok(Some(GuestMsg::Timings(t))) if !exited => Event::Timings(t),
                 Ok(Some(GuestMsg::Error { stage, message })) => Event::GuestError { stage, message },
                 Ok(Some(other)) => Event::ProtocolError(format!("unexpected {} after the exit status", kind(&other))),
                 Ok(None) => Event::ChannelClosed,
@@ -223,6 +236,7 @@ fn kind(m: &GuestMsg) -> &'static str {
         GuestMsg::Stderr(_) => "stderr data",
         GuestMsg::Exit(_) => "exit status",
         GuestMsg::Error { .. } => "error",
+        GuestMsg::Timings(_) => "timings",
     }
 }
 

@@ -59,6 +59,7 @@ pub struct Spec {
     pub root: Option<PathBuf>,
     pub includes: Vec<Include>,
     pub overlay: bool,
+    pub timings: Option<crate::cli::TimingsFormat>,
 }
 
 /// What the spec is built against: the caller as the host sees it.
@@ -163,6 +164,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         root,
         includes,
         overlay: cli.overlay,
+        timings: cli.timings,
     })
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,8 @@ pub enum GuestMsg {
     Exit(ExitStatus),
     /// The sandbox failed before or around the command; `stage` names the step.
     Error { stage: String, message: String },
+    /// Init's phases, stamped with CLOCK_BOOTTIME (nanoseconds), sent before `Exit`.
+    Timings(Vec<(String, u64)>),
 }
 
 /// How the command ended, as the host should report it.

@@ -15,6 +15,7 @@ use crate::layout::{common, scratch, TempDirs};
 use crate::mounts::UserMount;
 use crate::session::{self, Event, Limits};
 use crate::spec::Spec;
+use crate::timings::Timeline;
 use crate::{initfile, proc};
 use protocol::{ExitStatus, Mount, MountKind, Security, Stdio};
 use std::io::IsTerminal;
@@ -78,19 +79,20 @@ pub fn id_map(euid: u32, egid: u32, userns: bool, privileged: bool) -> Option<pr
     })
 }
 
-pub fn run(spec: &Spec) -> Outcome {
-    match start(spec) {
+pub fn run(spec: &Spec, timeline: &mut Timeline) -> Outcome {
+    match start(spec, timeline) {
         Ok(o) => o,
         Err(reason) => Outcome::failed(reason),
     }
 }
 
-fn start(spec: &Spec) -> Result<Outcome, String> {
+fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     let mut temp = TempDirs::default();
     let mounts = mount_plan(spec, &mut temp)?;
     let (include_entries, include_files) = session::includes(&spec.includes)?;
     let init = initfile::load()?;
     let programs = seccomp::programs()?;
+    timeline.mark("init and seccomp programs ready");
     // SAFETY: geteuid/getegid cannot fail.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let idmap = id_map(euid, egid, spec.userns, spec.privileged);
@@ -113,6 +115,7 @@ fn start(spec: &Spec) -> Result<Outcome, String> {
 
     let pid = process::spawn(&process::Launch { init: &init, idmap, control: &theirs, cgroup: cgroup.as_ref() })?;
     drop(theirs);
+    timeline.mark("namespaces created, init started");
 
     let (tx, rx) = session::events();
     let gone = tx.clone();
@@ -127,7 +130,7 @@ fn start(spec: &Spec) -> Result<Outcome, String> {
     };
     let opts = Limits { boot_timeout: START_TIMEOUT, timeout: spec.timeout, relay_stdin: stdio == Stdio::Relay, include_files };
     let run = spec.run_spec(mounts, stdio, security, include_entries);
-    let outcome = session::run(ours, run, &opts, tx, rx);
+    let outcome = session::run(ours, run, &opts, (tx, rx), timeline);
 
     // Killing PID 1 of the namespace kills every process in it.
     proc::kill(pid);
@@ -139,6 +142,7 @@ fn start(spec: &Spec) -> Result<Outcome, String> {
         }
     }
     drop(cgroup);
+    timeline.mark("sandbox gone");
     Ok(outcome)
 }
 

@@ -15,6 +15,7 @@ use crate::kernel::{self, KernelRequest, Roots};
 use crate::runtime_dir::RuntimeDir;
 use crate::session::{self, Event, Limits};
 use crate::spec::Spec;
+use crate::timings::Timeline;
 use crate::{accel, initfile, proc};
 use crate::layout::TempDirs;
 use cmdline::VmConfig;
@@ -27,14 +28,14 @@ use virt_sandbox_initrd::modules::{Availability, ModuleTree};
 /// Lines of console shown with a failure.
 const CONSOLE_LINES: usize = 20;
 
-pub fn run(spec: &Spec, notice: &dyn Fn(&str)) -> Outcome {
-    match start(spec, notice) {
+pub fn run(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Outcome {
+    match start(spec, notice, timeline) {
         Ok(outcome) => outcome,
         Err(reason) => Outcome::failed(reason),
     }
 }
 
-fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
+fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<Outcome, String> {
     // Choose.
     let req = KernelRequest { kernel: spec.kernel.clone(), kernver: spec.kernver.clone(), kmodpath: spec.kmodpath.clone() };
     let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| e.to_string())?;
@@ -54,6 +55,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     }
     let virtiofsd = virtiofsd::find();
     let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
+    timeline.mark("kernel, accelerator and devices chosen");
 
     // Prepare.
     let mut temp = TempDirs::default();
@@ -67,8 +69,10 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     let (include_entries, include_files) = crate::session::includes(&spec.includes)?;
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
-    let (initrd, _hit) = virt_sandbox_initrd::cached(&cache, &init, &modules).map_err(|e| e.to_string())?;
+    let (initrd, hit) = virt_sandbox_initrd::cached(&cache, &init, &modules).map_err(|e| e.to_string())?;
+    timeline.mark(if hit { "initrd (cache hit)" } else { "initrd (built)" });
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
+    timeline.mark("kernel image ready");
     if let (Some(why), true) = (why, spec.verbose) {
         notice(&why);
     }
@@ -101,6 +105,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
             helpers.virtiofsd.push(virtiofsd::start(&bin, &sock, &sh.path, sh.readonly, spec.overlay && i == 0)?);
             sh.socket = Some(sock);
         }
+        timeline.mark("virtiofsd ready");
     }
     let cfg = VmConfig {
         name: spec.name.clone(),
@@ -123,6 +128,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     let qemu = spawn_qemu(&cfg, &console, &qemu_err, spec.debug)?;
     let qemu_pid = qemu.id();
     helpers.qemu = Some(qemu);
+    timeline.mark("QEMU spawned");
 
     let stream = match accept(&listener, &mut helpers) {
         Ok(s) => s,
@@ -134,6 +140,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
     // Every socket is connected: nothing needs the paths any more.
     drop(listener);
     rundir.remove();
+    timeline.mark("QEMU connected");
 
     // Run.
     let (tx, rx) = session::events();
@@ -152,10 +159,11 @@ fn start(spec: &Spec, notice: &dyn Fn(&str)) -> Result<Outcome, String> {
         include_files,
     };
     let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
-    let outcome = session::run(stream, run, &limits, tx, rx);
+    let outcome = session::run(stream, run, &limits, (tx, rx), timeline);
 
     // Tear down. The guest synced before reporting, so nothing is lost by killing it.
     helpers.stop();
+    timeline.mark("sandbox gone");
     Ok(match outcome {
         Outcome::Failed { reason, console: None } => {
             let mut tail = console.last_lines(CONSOLE_LINES);

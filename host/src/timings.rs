@@ -1,0 +1,133 @@
+//! `--timings`: where a run's time went, phase by phase. The launcher marks its own
+//! phases on CLOCK_MONOTONIC; init's phases (CLOCK_BOOTTIME in the guest) are placed on
+//! the same line by anchoring init's "hello" stamp at the moment the launcher received
+//! that hello (the channel's latency is far below a millisecond).
+
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    start: Instant,
+    /// (phase that ended, when), in the order marked.
+    marks: Vec<(String, Instant)>,
+    hello_at: Option<Instant>,
+    guest: Vec<(String, u64)>,
+}
+
+/// One phase: its name, where it ended and how long it took (milliseconds since the
+/// launcher started).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub end_ms: f64,
+    pub took_ms: f64,
+}
+
+impl Timeline {
+    pub fn new(start: Instant) -> Self {
+        Timeline { start, marks: Vec::new(), hello_at: None, guest: Vec::new() }
+    }
+
+    /// The phase called `name` ended now.
+    pub fn mark(&mut self, name: impl Into<String>) {
+        self.marks.push((name.into(), Instant::now()));
+    }
+
+    pub fn hello(&mut self) {
+        self.hello_at = Some(Instant::now());
+    }
+
+    pub fn guest(&mut self, stamps: Vec<(String, u64)>) {
+        self.guest = stamps;
+    }
+
+    /// Every phase in time order; each lasts from the previous mark to its own.
+    pub fn phases(&self) -> Vec<Phase> {
+        let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1000.0;
+        let mut points: Vec<(String, f64)> = self.marks.iter().map(|(n, t)| (n.clone(), ms(*t))).collect();
+        let anchor = self.guest.iter().find(|(n, _)| n == "hello").map(|(_, ns)| *ns);
+        if let (Some(at), Some(g_hello)) = (self.hello_at, anchor) {
+            let host_hello = ms(at);
+            for (name, ns) in &self.guest {
+                let t = host_hello - (g_hello as f64 - *ns as f64) / 1e6;
+                points.push((format!("guest: {name}"), t));
+            }
+        }
+        points.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut prev = 0.0;
+        points
+            .into_iter()
+            .map(|(name, end)| {
+                let took = (end - prev).max(0.0);
+                prev = prev.max(end);
+                Phase { name, end_ms: end, took_ms: took }
+            })
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::from("virt-sandbox timings (ms since launch)\n");
+        out.push_str(&format!("  {:<42} {:>9} {:>9}\n", "phase ended", "at", "took"));
+        for p in self.phases() {
+            out.push_str(&format!("  {:<42} {:>9.1} {:>9.1}\n", p.name, p.end_ms, p.took_ms));
+        }
+        out
+    }
+
+    pub fn json(&self) -> String {
+        let phases: Vec<String> = self
+            .phases()
+            .iter()
+            .map(|p| format!("{{\"phase\":{},\"end_ms\":{:.3},\"took_ms\":{:.3}}}", json_str(&p.name), p.end_ms, p.took_ms))
+            .collect();
+        format!("{{\"timings\":[{}]}}", phases.join(","))
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn guest_stamps_land_between_host_marks() {
+        let start = Instant::now() - Duration::from_millis(100);
+        let mut t = Timeline::new(start);
+        t.mark("setup");
+        t.hello();
+        // Guest: modules loaded 30 ms before hello, command exited 5 ms after.
+        t.guest(vec![("modules loaded".into(), 1_000_000_000), ("hello".into(), 1_030_000_000), ("command exited".into(), 1_035_000_000)]);
+        let p = t.phases();
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        let i = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(i("guest: modules loaded") < i("guest: hello"));
+        assert!(i("guest: hello") < i("guest: command exited"));
+        let hello = &p[i("guest: hello")];
+        let exited = &p[i("guest: command exited")];
+        assert!((exited.end_ms - hello.end_ms - 5.0).abs() < 0.01);
+        assert!(p.windows(2).all(|w| w[0].end_ms <= w[1].end_ms));
+    }
+
+    #[test]
+    fn json_is_one_object_with_escaped_names() {
+        let mut t = Timeline::new(Instant::now());
+        t.mark("a \"quoted\" phase");
+        let j = t.json();
+        assert!(j.starts_with("{\"timings\":[{\"phase\":\"a \\\"quoted\\\" phase\""), "{j}");
+        assert!(j.ends_with("}]}"));
+    }
+}
