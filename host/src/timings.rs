@@ -12,6 +12,10 @@ pub struct Timeline {
     marks: Vec<(String, Instant)>,
     hello_at: Option<Instant>,
     guest: Vec<(String, u64)>,
+    /// CLOCK_BOOTTIME at `start`, for a guest that shares the host's kernel (a
+    /// container), whose stamps then need no anchoring.
+    start_boottime_ns: u64,
+    same_kernel: bool,
 }
 
 /// One phase: its name, where it ended and how long it took (milliseconds since the
@@ -25,7 +29,17 @@ pub struct Phase {
 
 impl Timeline {
     pub fn new(start: Instant) -> Self {
-        Timeline { start, marks: Vec::new(), hello_at: None, guest: Vec::new() }
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into a timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let start_boottime_ns = now_ns.saturating_sub(start.elapsed().as_nanos() as u64);
+        Timeline { start, marks: Vec::new(), hello_at: None, guest: Vec::new(), start_boottime_ns, same_kernel: false }
+    }
+
+    /// The guest runs on this host's kernel: its CLOCK_BOOTTIME is ours.
+    pub fn same_kernel(&mut self) {
+        self.same_kernel = true;
     }
 
     /// The phase called `name` ended now.
@@ -46,7 +60,11 @@ impl Timeline {
         let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1000.0;
         let mut points: Vec<(String, f64)> = self.marks.iter().map(|(n, t)| (n.clone(), ms(*t))).collect();
         let anchor = self.guest.iter().find(|(n, _)| n == "hello").map(|(_, ns)| *ns);
-        if let (Some(at), Some(g_hello)) = (self.hello_at, anchor) {
+        if self.same_kernel {
+            for (name, ns) in &self.guest {
+                points.push((format!("guest: {name}"), (*ns as f64 - self.start_boottime_ns as f64) / 1e6));
+            }
+        } else if let (Some(at), Some(g_hello)) = (self.hello_at, anchor) {
             let host_hello = ms(at);
             for (name, ns) in &self.guest {
                 let t = host_hello - (g_hello as f64 - *ns as f64) / 1e6;

@@ -87,6 +87,7 @@ pub fn run(spec: &Spec, timeline: &mut Timeline) -> Outcome {
 }
 
 fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
+    timeline.same_kernel();
     let mut temp = TempDirs::default();
     let mounts = mount_plan(spec, &mut temp)?;
     let (include_entries, include_files) = session::includes(&spec.includes)?;
