@@ -133,6 +133,19 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     pub timings: Option<TimingsFormat>,
 
+    /// Benchmark: run the sandbox N times (output discarded) and print min / median /
+    /// p95 / max of each phase.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub bench: Option<u32>,
+
+    /// With --bench: also write every run's phases as JSON to FILE.
+    #[arg(long, value_name = "FILE", requires = "bench")]
+    pub bench_json: Option<PathBuf>,
+
+    /// With --bench: also draw the runs as an SVG chart in FILE.
+    #[arg(long, value_name = "FILE", requires = "bench")]
+    pub bench_svg: Option<PathBuf>,
+
     /// The command and its arguments.
     #[arg(value_name = "COMMAND", required = true, num_args = 1..)]
     pub command: Vec<OsString>,

@@ -4,6 +4,8 @@
 //! `session`, and `exit` maps the outcome to a status.
 
 pub mod accel;
+pub mod bench;
+pub mod bench_chart;
 pub mod cli;
 pub mod container;
 pub mod exit;

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(runs) = cli.bench {
+        return bench(&cli, runs);
+    }
     let caller = Caller {
         // SAFETY: getuid/getgid cannot fail.
         uid: unsafe { libc::getuid() },
@@ -55,9 +58,38 @@ fn main() -> ExitCode {
         eprintln!("{msg}");
     }
     match spec.timings {
-        Some(TimingsFormat::Text) => eprint!("{}", timeline.text()),
+        Some(TimingsFormat::Text) => eprint!("{}", timeline.text_with_rss()),
         Some(TimingsFormat::Json) => eprintln!("{}", timeline.json()),
         None => {}
     }
     ExitCode::from(outcome.code())
+}
+
+/// `--bench N`: the same invocation N times in child launchers.
+fn bench(cli: &Cli, runs: u32) -> ExitCode {
+    use virt_sandbox::{bench, bench_chart};
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = bench::child_args(&raw, cli.command.len());
+    let opts = bench::BenchOptions { runs, json: cli.bench_json.clone(), svg: cli.bench_svg.clone() };
+    let records = match bench::run(&opts, &args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("virt-sandbox: --bench: {e}");
+            return ExitCode::from(SANDBOX_FAILED);
+        }
+    };
+    eprint!("{}", bench::report(&records));
+    if let Some(path) = &opts.json {
+        if let Err(e) = std::fs::write(path, bench::json(&records)) {
+            eprintln!("virt-sandbox: --bench-json {}: {e}", path.display());
+            return ExitCode::from(SANDBOX_FAILED);
+        }
+    }
+    if let Some(path) = &opts.svg {
+        if let Err(e) = bench_chart::write(&records, path) {
+            eprintln!("virt-sandbox: {e}");
+            return ExitCode::from(SANDBOX_FAILED);
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -83,6 +83,10 @@ impl Timeline {
             .collect()
     }
 
+    pub fn text_with_rss(&self) -> String {
+        format!("{}  launcher peak RSS: {} KiB\n", self.text(), peak_rss_kib())
+    }
+
     pub fn text(&self) -> String {
         let mut out = String::from("virt-sandbox timings (ms since launch)\n");
         out.push_str(&format!("  {:<42} {:>9} {:>9}\n", "phase ended", "at", "took"));
@@ -98,8 +102,17 @@ impl Timeline {
             .iter()
             .map(|p| format!("{{\"phase\":{},\"end_ms\":{:.3},\"took_ms\":{:.3}}}", json_str(&p.name), p.end_ms, p.took_ms))
             .collect();
-        format!("{{\"timings\":[{}]}}", phases.join(","))
+        format!("{{\"timings\":[{}],\"peak_rss_kib\":{}}}", phases.join(","), peak_rss_kib())
     }
+}
+
+/// The launcher's own peak resident set (not QEMU's or the container's).
+pub fn peak_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into a struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_maxrss
 }
 
 fn json_str(s: &str) -> String {
