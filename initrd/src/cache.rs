@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::image::{build_from_raw, read_modules};
+use crate::image::{build_from_raw, read_modules, BuildOptions};
 use crate::modules::ResolvedModule;
 use crate::Error;
 
@@ -38,15 +38,30 @@ pub fn cached(
     init: &[u8],
     modules: &[ResolvedModule],
 ) -> Result<(PathBuf, bool), Error> {
+    cached_with(cache_dir, init, modules, &BuildOptions::default())
+}
+
+/// [`cached`] with build options (which are part of the key).
+pub fn cached_with(
+    cache_dir: &Path,
+    init: &[u8],
+    modules: &[ResolvedModule],
+    opts: &BuildOptions,
+) -> Result<(PathBuf, bool), Error> {
     ensure_dir(cache_dir)?;
     let raws = read_modules(modules)?;
-    let file_name = format!("initrd-{}.cpio", cache_key(init, modules, &raws));
+    let mut key_init = init.to_vec();
+    if opts.strip_signatures {
+        // Distinct key for a distinct image; the init bytes are a cheap place to add it.
+        key_init.extend_from_slice(b"\0strip-signatures");
+    }
+    let file_name = format!("initrd-{}.cpio", cache_key(&key_init, modules, &raws));
     let path = cache_dir.join(&file_name);
     // Only complete files are ever renamed into place, so existing means usable.
     if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0) {
         return Ok((path, true));
     }
-    let image = build_from_raw(init, modules, &raws)?;
+    let image = build_from_raw(init, modules, &raws, opts)?;
     Ok((store_atomically(cache_dir, &file_name, &image)?, false))
 }
 

@@ -19,7 +19,7 @@ mod error;
 mod image;
 pub mod modules;
 
-pub use cache::{cached, default_cache_dir, store_atomically};
+pub use cache::{cached, cached_with, default_cache_dir, store_atomically};
 pub use error::Error;
-pub use image::{build, MODULES_DIR, MODULE_ORDER_FILE};
+pub use image::{build, build_with, strip_signature, BuildOptions, MODULES_DIR, MODULE_ORDER_FILE};
 pub use modules::{Availability, ModuleTree, ResolvedModule};

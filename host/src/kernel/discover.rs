@@ -79,6 +79,23 @@ impl Kernel {
     pub fn modules_present(&self) -> bool {
         self.modules_dir.join("modules.dep").is_file()
     }
+
+    /// Whether the kernel may refuse unsigned modules: CONFIG_MODULE_SIG_FORCE=y in its
+    /// config (beside the image as config-VERSION, or in the modules dir), or no config
+    /// found at all, which counts as yes.
+    pub fn requires_signed_modules(&self) -> bool {
+        let candidates = [
+            self.image.parent().map(|d| d.join(format!("config-{}", self.version))),
+            Some(self.modules_dir.join("config")),
+            Some(PathBuf::from(format!("/boot/config-{}", self.version))),
+        ];
+        for path in candidates.into_iter().flatten() {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return text.lines().any(|l| l.trim() == "CONFIG_MODULE_SIG_FORCE=y");
+            }
+        }
+        true
+    }
 }
 
 /// Finds the kernel to boot. `env_kernel` is `VIRT_SANDBOX_KERNEL` (empty counts as

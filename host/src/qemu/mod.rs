@@ -69,7 +69,8 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     let (include_entries, include_files) = crate::session::includes(&spec.includes)?;
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
-    let (initrd, hit) = virt_sandbox_initrd::cached(&cache, &init, &modules).map_err(|e| e.to_string())?;
+    let opts = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
+    let (initrd, hit) = virt_sandbox_initrd::cached_with(&cache, &init, &modules, &opts).map_err(|e| e.to_string())?;
     timeline.mark(if hit { "initrd (cache hit)" } else { "initrd (built)" });
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
     timeline.mark("kernel image ready");

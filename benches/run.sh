@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The project's benchmark: everything measured in one run, interleaved, reported as
+# medians and ratios (this machine is shared and noisy; lone absolute times mislead).
+#
+#   startup  floor      the same QEMU, machine type and kernel (our cached PVH vmlinux)
+#                       booting a static init that powers off at once
+#            vm-warm    virt-sandbox -- /bin/true, initrd and vmlinux cached
+#            vm-cold    the same with an empty cache (initrd built, vmlinux extracted)
+#            container  virt-sandbox -c lxc:/// -- /bin/true
+#            bwrap      bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true
+#            vng        vng --disable-kvm -r KERNEL -- true   (virtme-ng, generic kernel)
+#   stdout   256 MiB through the VM, the container, and a host pipe
+#   memory   the launcher's peak RSS (its own report, --timings=json)
+#
+# Usage: benches/run.sh [RUNS]   (after scripts/setup.sh; bwrap and vng when installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+vs=$PWD/target/release/virt-sandbox
+cloud=$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -1)
+generic=$(ls /boot/vmlinuz-*-amd64 | grep -v -- -cloud- | sort -V | tail -1 || true)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+gcc -Os -static -o "$work/init" benches/floor-init.c
+(cd "$work" && echo init | cpio -o -H newc --quiet > floor.cpio)
+vmlinux=$("$vs" -v --kernel "$cloud" -- /bin/true 2>&1 | sed -n 's/.* booted as \([^;]*\);.*/\1/p')
+"$vs" -c lxc:/// -- /bin/true
+khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2*1000; exit}' /proc/cpuinfo)
+accel=tcg; cpu=max,-erms,-fsrm; extra="mitigations=off tsc_early_khz=$khz"
+if [ -w /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; cpu=host; extra=""; fi
+
+floor() {
+    qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
+        -M microvm,rtc=on,acpi=on,pcie=off -accel $accel -cpu $cpu -smp 1 -m 512M \
+        -kernel "$vmlinux" -initrd "$work/floor.cpio" \
+        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t oops=panic quiet loglevel=4 pci=off $extra" \
+        -chardev null,id=con -serial chardev:con
+}
+vm_warm() { "$vs" --kernel "$cloud" -- /bin/true; }
+vm_cold() { local c; c=$(mktemp -d); VIRT_SANDBOX_CACHE_DIR=$c "$vs" --kernel "$cloud" -- /bin/true; rm -rf "$c"; }
+container() { "$vs" -c lxc:/// -- /bin/true; }
+bwrap_true() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true; }
+vng_true() { (cd "$work" && vng --disable-kvm -r "$generic" -- true >/dev/null 2>&1); }
+vm_generic() { "$vs" --kernel "$generic" -- /bin/true; }
+
+names=(floor vm_warm vm_cold container)
+command -v bwrap >/dev/null && names+=(bwrap_true)
+if command -v vng >/dev/null && [ -n "$generic" ]; then names+=(vng_true vm_generic); fi
+
+ns() { date +%s%N; }
+for i in $(seq "$runs"); do
+    for n in "${names[@]}"; do
+        # The fast ones run 4 times per round: their medians need more samples.
+        reps=1; case $n in container|bwrap_true) reps=4;; esac
+        for _ in $(seq $reps); do
+            t0=$(ns); $n >/dev/null; t1=$(ns)
+            echo "scale=3; ($t1 - $t0) / 1000000" | bc >> "$work/$n.ms"
+        done
+    done
+done
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+m() { median "$work/$1.ms"; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+
+# Throughput: 256 MiB of stdout, 3 times each, interleaved.
+mib=256; bytes=$((mib << 20))
+for i in 1 2 3; do
+    t0=$(ns); head -c $bytes /dev/zero | cat > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/pipe.ms"
+    t0=$(ns); "$vs" --kernel "$cloud" -- head -c $bytes /dev/zero > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/vmout.ms"
+    t0=$(ns); "$vs" -c lxc:/// -- head -c $bytes /dev/zero > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/ctout.ms"
+done
+mbps() { echo "scale=0; $mib * 1048576 / 1000000 * 1000 / $1" | bc; }
+# The VM figure counts its boot too; subtract the warm start's median for the transfer.
+vm_xfer=$(echo "$(m vmout) - $(m vm_warm)" | bc)
+rss_vm=$("$vs" --kernel "$cloud" --timings=json -- /bin/true 2>&1 | sed -n 's/.*"peak_rss_kib":\([0-9]*\).*/\1/p')
+rss_ct=$("$vs" -c lxc:/// --timings=json -- /bin/true 2>&1 | sed -n 's/.*"peak_rss_kib":\([0-9]*\).*/\1/p')
+init_size=$(stat -c %s "$(ls target/x86_64-unknown-linux-*/init/virt-sandbox-init | head -1)")
+c0=$(mktemp -d); VIRT_SANDBOX_CACHE_DIR=$c0 "$vs" --kernel "$cloud" -- /bin/true
+initrd_size=$(stat -c %s "$c0"/initrd-*.cpio); rm -rf "$c0"
+
+echo "date: $(date -u '+%F %H:%M UTC')  host: $(nproc) cores, $(uname -r)  accel: $accel  rounds: $runs"
+echo "kernel: $cloud (vng and vm_generic: ${generic:-none})"
+echo
+echo "| measure | median | ratio |"
+echo "| --- | ---: | ---: |"
+echo "| floor: QEMU + kernel + trivial init | $(m floor) ms | 1.00 × floor |"
+echo "| VM \`-- /bin/true\`, warm cache | $(m vm_warm) ms | $(ratio "$(m vm_warm)" "$(m floor)") × floor |"
+echo "| VM \`-- /bin/true\`, cold cache | $(m vm_cold) ms | $(ratio "$(m vm_cold)" "$(m floor)") × floor |"
+echo "| container \`-- /bin/true\` | $(m container) ms | |"
+if [ -f "$work/bwrap_true.ms" ]; then
+echo "| bwrap \`true\` | $(m bwrap_true) ms | container = $(ratio "$(m container)" "$(m bwrap_true)") × bwrap |"
+fi
+if [ -f "$work/vng_true.ms" ]; then
+echo "| vng \`true\` (generic kernel) | $(m vng_true) ms | |"
+echo "| VM \`-- /bin/true\` (generic kernel) | $(m vm_generic) ms | $(ratio "$(m vm_generic)" "$(m vng_true)") × vng |"
+fi
+echo "| host pipe, ${mib} MiB | $(mbps "$(m pipe)") MB/s | |"
+echo "| VM stdout, ${mib} MiB (boot subtracted) | $(mbps "$vm_xfer") MB/s | |"
+echo "| container stdout, ${mib} MiB | $(mbps "$(m ctout)") MB/s | $(ratio "$(m pipe)" "$(m ctout)") × host pipe |"
+echo "| launcher peak RSS (VM / container) | ${rss_vm} / ${rss_ct} KiB | |"
+echo "| init binary / initrd with modules | $((init_size / 1024)) / $((initrd_size / 1024)) KiB | |"
