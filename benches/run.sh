@@ -67,8 +67,8 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 mib=256; bytes=$((mib << 20))
 for i in 1 2 3; do
     t0=$(ns); head -c $bytes /dev/zero | cat > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/pipe.ms"
-    t0=$(ns); "$vs" --kernel "$cloud" -- head -c $bytes /dev/zero > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/vmout.ms"
-    t0=$(ns); "$vs" -c lxc:/// -- head -c $bytes /dev/zero > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/ctout.ms"
+    t0=$(ns); "$vs" --kernel "$cloud" -- head -c $bytes /dev/zero | cat > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/vmout.ms"
+    t0=$(ns); "$vs" -c lxc:/// -- head -c $bytes /dev/zero | cat > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/ctout.ms"
 done
 mbps() { echo "scale=0; $mib * 1048576 / 1000000 * 1000 / $1" | bc; }
 # The VM figure counts its boot too; subtract the warm start's median for the transfer.
@@ -97,6 +97,6 @@ echo "| VM \`-- /bin/true\` (generic kernel) | $(m vm_generic) ms | $(ratio "$(m
 fi
 echo "| host pipe, ${mib} MiB | $(mbps "$(m pipe)") MB/s | |"
 echo "| VM stdout, ${mib} MiB (boot subtracted) | $(mbps "$vm_xfer") MB/s | |"
-echo "| container stdout, ${mib} MiB | $(mbps "$(m ctout)") MB/s | $(ratio "$(m pipe)" "$(m ctout)") × host pipe |"
+echo "| container stdout, ${mib} MiB | $(mbps "$(m ctout)") MB/s | $(ratio "$(m pipe)" "$(m ctout)") × host pipe (throughput) |"
 echo "| launcher peak RSS (VM / container) | ${rss_vm} / ${rss_ct} KiB | |"
 echo "| init binary / initrd with modules | $((init_size / 1024)) / $((initrd_size / 1024)) KiB | |"
