@@ -13,10 +13,19 @@ fn main() -> ExitCode {
     let mut timeline = Timeline::new(std::time::Instant::now());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { SANDBOX_FAILED } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, like every other usage error: clap's first line without its
+            // "error: " prefix, and where to look for more.
+            let text = e.render().to_string();
+            let first = text.split("\n\n").next().unwrap_or("invalid arguments");
+            let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("virt-sandbox: {} (see virt-sandbox --help)", first.trim_start_matches("error: "));
+            return ExitCode::from(SANDBOX_FAILED);
         }
     };
     if let Some(runs) = cli.bench {
