@@ -115,10 +115,10 @@ pub fn run(
             ))
         }
         Some(Event::Signal(n)) => return Outcome::Interrupted(n),
-        Some(other) => return before_exit(other),
+        Some(other) => return before_exit(other, &rx),
     }
     if send(&writer, &HostMsg::Run(Box::new(spec))).is_err() {
-        return Outcome::failed("control channel closed while sending the run spec");
+        return explain(&rx, "the sandbox closed its control channel before taking the run spec");
     }
     if let Err(e) = send_includes(&writer, &limits.include_files) {
         return Outcome::failed(e);
@@ -140,7 +140,7 @@ pub fn run(
             (d, None) => d,
         };
         match wait(&rx, until) {
-            None if gone_at.is_some() => return Outcome::failed("the sandbox stopped before the command exited"),
+            None if gone_at.is_some() => return explain(&rx, STOPPED),
             None => return Outcome::TimedOut,
             Some(Event::Exit(status)) => {
                 timeline.mark("exit status received");
@@ -157,17 +157,34 @@ pub fn run(
             Some(Event::SandboxGone) => gone_at = Some(Instant::now()),
             Some(Event::StdoutClosed) => return Outcome::Command(protocol::ExitStatus::Signal(libc::SIGPIPE)),
             Some(Event::Hello(_)) => return Outcome::failed("protocol error: a second Hello"),
-            Some(other) => return before_exit(other),
+            Some(other) => return before_exit(other, &rx),
         }
     }
 }
 
-fn before_exit(ev: Event) -> Outcome {
+const STOPPED: &str = "the sandbox stopped before the command exited";
+
+fn before_exit(ev: Event, rx: &Receiver<Event>) -> Outcome {
     match ev {
         Event::GuestError { stage, message } => Outcome::failed(format!("sandbox init failed at {stage}: {message}")),
         Event::ProtocolError(m) => Outcome::failed(format!("protocol error: {m}")),
-        _ => Outcome::failed("the sandbox stopped before the command exited"),
+        _ => explain(rx, STOPPED),
     }
+}
+
+/// The run ended without an exit status. If the guest said why (an error report) or
+/// broke the protocol on its way out, that is the better explanation than `default`;
+/// both come from the reader, which may still be a moment behind.
+fn explain(rx: &Receiver<Event>, default: &str) -> Outcome {
+    let until = Instant::now() + Duration::from_millis(200);
+    while let Ok(ev) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        match ev {
+            Event::GuestError { .. } | Event::ProtocolError(_) => return before_exit(ev, rx),
+            Event::ChannelClosed => break,
+            _ => {}
+        }
+    }
+    Outcome::failed(default)
 }
 
 fn wait(rx: &Receiver<Event>, until: Option<Instant>) -> Option<Event> {
@@ -212,7 +229,7 @@ fn spawn_reader(stream: UnixStream, tx: Sender<Event>) {
                 }
                 Ok(Some(GuestMsg::Exit(st))) if !exited => {
                     exited = true;
-                    Event::Exit(st)
+                    trailing(&mut reader).unwrap_or(Event::Exit(st))
                 }
                 Ok(Some(GuestMsg::Hello { version })) => Event::Hello(version),
                 Ok(Some(GuestMsg::Timings(t))) if !exited => Event::Timings(t),
@@ -227,6 +244,23 @@ fn spawn_reader(stream: UnixStream, tx: Sender<Event>) {
             }
         }
     });
+}
+
+/// The exit status must be the last thing the guest says. What it sent along with it is
+/// already in the socket, so a short look tells whether more follows; the channel's
+/// end (or nothing yet, while a VM powers off) is fine.
+fn trailing(reader: &mut FrameReader<UnixStream>) -> Option<Event> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd { fd: reader.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 5) } <= 0 {
+        return None;
+    }
+    match reader.read_msg::<GuestMsg>() {
+        Ok(None) => None,
+        Ok(Some(m)) => Some(Event::ProtocolError(format!("unexpected {} after the exit status", kind(&m)))),
+        Err(e) => Some(Event::ProtocolError(e.to_string())),
+    }
 }
 
 fn kind(m: &GuestMsg) -> &'static str {

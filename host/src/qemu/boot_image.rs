@@ -32,10 +32,10 @@ fn cached_vmlinux(image: &Path, cache: &Path) -> Result<PathBuf, String> {
         return Ok(path);
     }
     let bz = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
-    let elf = kernel::extract_vmlinux(&bz).map_err(|e| e.to_string())?;
+    let elf = kernel::extract_vmlinux(&bz).map_err(|e| crate::exit::describe(&e))?;
     if !kernel::has_pvh_entry(&elf) {
         return Err("the kernel has no PVH entry point".into());
     }
     std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-    virt_sandbox_initrd::store_atomically(cache, &name, &elf).map_err(|e| e.to_string())
+    virt_sandbox_initrd::store_atomically(cache, &name, &elf).map_err(|e| crate::exit::describe(&e))
 }

@@ -34,6 +34,13 @@ impl Tail {
         })
     }
 
+    /// The first kept line that contains one of `needles`, trimmed.
+    pub fn find_line(&self, needles: &[&str]) -> Option<String> {
+        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let text = String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).replace('\r', "");
+        text.lines().find(|l| needles.iter().any(|n| l.contains(n))).map(|l| l.trim().to_string())
+    }
+
     /// The last `lines` lines, without carriage returns.
     pub fn last_lines(&self, lines: usize) -> String {
         let t = self.0.lock().unwrap_or_else(|p| p.into_inner());

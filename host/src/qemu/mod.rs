@@ -38,12 +38,12 @@ pub fn run(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Outco
 fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<Outcome, String> {
     // Choose.
     let req = KernelRequest { kernel: spec.kernel.clone(), kernver: spec.kernver.clone(), kmodpath: spec.kmodpath.clone() };
-    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| e.to_string())?;
+    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| crate::exit::describe(&e))?;
     if let Some(n) = &kernel.notice {
         notice(n);
     }
     let tree = if kernel.modules_present() {
-        Some(ModuleTree::open(&kernel.modules_dir).map_err(|e| e.to_string())?)
+        Some(ModuleTree::open(&kernel.modules_dir).map_err(|e| crate::exit::describe(&e))?)
     } else {
         None
     };
@@ -63,14 +63,14 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     let mut wanted: Vec<&str> = plan.modules.clone();
     wanted.extend(layout.modules.iter().map(String::as_str));
     let modules = match &tree {
-        Some(t) => t.resolve(&wanted).map_err(|e| e.to_string())?,
+        Some(t) => t.resolve(&wanted).map_err(|e| crate::exit::describe(&e))?,
         None => Vec::new(),
     };
     let (include_entries, include_files) = crate::session::includes(&spec.includes)?;
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let opts = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
-    let (initrd, hit) = virt_sandbox_initrd::cached_with(&cache, &init, &modules, &opts).map_err(|e| e.to_string())?;
+    let (initrd, hit) = virt_sandbox_initrd::cached_with(&cache, &init, &modules, &opts).map_err(|e| crate::exit::describe(&e))?;
     timeline.mark(if hit { "initrd (cache hit)" } else { "initrd (built)" });
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
     timeline.mark("kernel image ready");
@@ -167,6 +167,11 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     timeline.mark("sandbox gone");
     Ok(match outcome {
         Outcome::Failed { reason, console: None } => {
+            // A panic explains everything; its line is often above the tail's stack dump.
+            let reason = match console.find_line(&["Kernel panic", "BUG:", "Oops:"]) {
+                Some(line) if reason.contains("stopped") => format!("the guest kernel crashed: {line}"),
+                _ => reason,
+            };
             let mut tail = console.last_lines(CONSOLE_LINES);
             let errs = qemu_err.last_lines(5);
             if !errs.is_empty() {
@@ -208,7 +213,13 @@ fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, deb
     let mut cmd = Command::new(&bin);
     cmd.args(cmdline::qemu_args(cfg)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     proc::die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("QEMU was not found at {} (Debian/Ubuntu: apt-get install qemu-system-x86; or set VIRT_SANDBOX_QEMU)", bin.display())
+        } else {
+            format!("starting {}: {e}", bin.display())
+        }
+    })?;
     if let Some(out) = child.stdout.take() {
         console.capture(out, debug);
     }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 const READY_WAIT: Duration = Duration::from_secs(10);
 
+/// What to do about a missing or broken virtiofsd.
+const INSTALL: &str = "the Rust virtiofsd is needed: cargo install virtiofsd --locked, or your distribution's package; or use --fs 9p";
+
 /// Where distributions put the Rust virtiofsd, after `$VIRTIOFSD`, PATH and
 /// `~/.cargo/bin`. QEMU's older C virtiofsd (Debian 12's /usr/lib/qemu/virtiofsd) takes
 /// other options and is not used.
@@ -17,7 +20,11 @@ const PLACES: &[&str] = &["/usr/libexec/virtiofsd", "/usr/local/bin/virtiofsd"];
 pub fn find() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("VIRTIOFSD") {
         let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(format!("VIRTIOFSD={} does not exist", p.display())) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("VIRTIOFSD={} does not exist ({INSTALL})", p.display()))
+        };
     }
     if let Some(p) = proc::which("virtiofsd") {
         return Ok(p);
@@ -28,7 +35,7 @@ pub fn find() -> Result<PathBuf, String> {
         .map(PathBuf::from)
         .chain(cargo_bin)
         .find(|p| p.is_file())
-        .ok_or_else(|| "virtiofsd is not installed (install it with `cargo install virtiofsd --locked` or your distribution's package, or use --fs 9p)".into())
+        .ok_or_else(|| format!("virtiofsd is not installed ({INSTALL})"))
 }
 
 /// Starts virtiofsd sharing `dir` on `socket`, and returns once the
@@ -61,7 +68,7 @@ pub fn start(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lowe
             if let Some(mut e) = child.stderr.take() {
                 let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
-            return Err(format!("virtiofsd exited at start ({status}): {}", err.trim()));
+            return Err(format!("virtiofsd exited at start ({status}): {} ({INSTALL})", err.trim()));
         }
         if start.elapsed() > READY_WAIT {
             let _ = child.kill();
