@@ -132,14 +132,17 @@ fn mount_point(m: &Mount, target: &str) -> Result<(), Failure> {
 
 fn mount_one(m: &Mount, new_root: &str, target: &str) -> Result<(), Failure> {
     let ro = if m.readonly { libc::MS_RDONLY } else { 0 };
+    // Host shares never grant privilege or devices: a setuid binary or a device node
+    // that the host tree holds stays inert in the sandbox.
+    let share = ro | libc::MS_NOSUID | libc::MS_NODEV;
     match &m.kind {
-        MountKind::Virtiofs { tag } => mount(tag, target, "virtiofs", ro, ""),
+        MountKind::Virtiofs { tag } => mount(tag, target, "virtiofs", share, ""),
         // cache=loose: lookups are served from the guest's cache instead of a round trip
         // to QEMU each, which is most of 9p's cost; fine for a share that lives one run.
         MountKind::NineP { tag } => {
             let cache = if m.readonly { "loose" } else { "mmap" };
             let data = format!("trans=virtio,version=9p2000.L,msize=524288,cache={cache}");
-            mount(tag, target, "9p", ro, &data)
+            mount(tag, target, "9p", share, &data)
         }
         MountKind::Tmpfs { size, mode, owner } => {
             let mut data = format!("mode={mode:o}");
