@@ -111,6 +111,8 @@ pub struct Run {
     pub code: i32,
     pub stdout: Vec<u8>,
     pub stderr: String,
+    /// stderr exactly as it came (`stderr` is its lossy UTF-8 reading).
+    pub stderr_raw: Vec<u8>,
     pub elapsed: Duration,
 }
 
@@ -133,6 +135,7 @@ pub fn output(cmd: &mut Command) -> Run {
         code: status.code().unwrap_or(-1),
         stdout,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stderr_raw: stderr,
         elapsed: start.elapsed(),
     }
 }
@@ -161,6 +164,7 @@ fn run_with_stdin_on(mut cmd: Command, input: &[u8]) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr_raw: out.stderr,
         elapsed: start.elapsed(),
     }
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Soak: many runs, sequential and in parallel, each printing random bytes and exiting
+# with a random status; every byte and every status must come back exact.
+# Usage: scripts/soak.sh [RUNS=200] [PARALLEL=8] [BACKEND=vm|container|both]
+# (CI runs a 20-run version as tests/tests/soak.rs.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}; par=${2:-8}; which=${3:-both}
+vs=$PWD/target/release/virt-sandbox
+cloud=$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -1)
+work=$(mktemp -d /var/cache/virt-sandbox-soak.XXXXXX)   # visible inside (not a tmpfs there)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+backends=(); [ "$which" != container ] && backends+=(vm); [ "$which" != vm ] && backends+=(container)
+
+one() {  # one BACKEND INDEX -> prints "ok" or a failure line
+    local b=$1 i=$2 size code file opts
+    size=$(( (RANDOM * 32768 + RANDOM) % (4 << 20) ))
+    code=$(( RANDOM % 256 ))
+    file=$work/$b-$i.in
+    head -c "$size" /dev/urandom > "$file"
+    if [ "$b" = vm ]; then opts=(--kernel "$cloud"); else opts=(-c lxc:///); fi
+    set +e
+    "$vs" "${opts[@]}" -- sh -c "cat $file; cat $file >&2; exit $code" > "$file.out" 2> "$file.err"
+    local got=$?
+    set -e
+    if [ "$got" != "$code" ]; then echo "FAIL $b #$i: exit $got, expected $code: $(head -c 300 "$file.err")"; return; fi
+    if ! cmp -s "$file" "$file.out" || ! cmp -s "$file" "$file.err"; then echo "FAIL $b #$i: output differs ($size bytes)"; return; fi
+    echo ok
+    rm -f "$file" "$file.out" "$file.err"
+}
+export -f one; export vs cloud work
+
+fails=0; total=0
+for b in "${backends[@]}"; do
+    start=$(date +%s)
+    for i in $(seq "$runs"); do
+        r=$(one "$b" "s$i"); total=$((total + 1)); [ "$r" = ok ] || { echo "$r"; fails=$((fails + 1)); }
+    done
+    echo "$b: $runs sequential runs in $(( $(date +%s) - start )) s"
+    start=$(date +%s)
+    out=$(seq "$runs" | xargs -P "$par" -I{} bash -c "one $b p{}")
+    n_ok=$(grep -c '^ok$' <<< "$out" || true)
+    grep -v '^ok$' <<< "$out" || true
+    total=$((total + runs)); fails=$((fails + runs - n_ok))
+    echo "$b: $runs runs $par at a time in $(( $(date +%s) - start )) s"
+done
+echo "soak: $total runs, $fails failures"
+[ "$fails" = 0 ]
