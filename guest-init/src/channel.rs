@@ -42,7 +42,8 @@ impl Channel {
         let total = header.len() + data.len();
         let mut done = 0;
         while done < total {
-            let (a, b) = if done < header.len() { (&header[done..], data) } else { (&[][..], &data[done - header.len()..]) };
+            let (a, b) =
+                if done < header.len() { (&header[done..], data) } else { (&[][..], &data[done - header.len()..]) };
             let bufs = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
             match self.file.write_vectored(&bufs) {
                 Ok(0) => return Err(Failure::new("channel", "write: the channel is closed")),

@@ -97,7 +97,8 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
         // SAFETY: in the child; every pointer refers to memory prepared above.
         unsafe {
             let groups = may_setgroups.then_some(id.groups.as_slice());
-            let (step, errno) = child(child_stdio, id.uid, id.gid, groups, &security, &cwd, &candidates, &argv_ptrs, &env_ptrs);
+            let (step, errno) =
+                child(child_stdio, id.uid, id.gid, groups, &security, &cwd, &candidates, &argv_ptrs, &env_ptrs);
             let mut report = [0u8; 5];
             report[0] = step as u8;
             report[1..].copy_from_slice(&errno.to_ne_bytes());

@@ -51,7 +51,8 @@ pub fn prepare() -> Result<(), Failure> {
     let (scaffold, old) = (cstr("/tmp")?, cstr("oldroot")?);
     // SAFETY: chdir/pivot_root with valid NUL-terminated paths.
     unsafe {
-        if libc::chdir(scaffold.as_ptr()) != 0 || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), old.as_ptr()) != 0 {
+        if libc::chdir(scaffold.as_ptr()) != 0 || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), old.as_ptr()) != 0
+        {
             return Err(Failure::os("pivot root", "into the scaffold"));
         }
         if libc::chdir(c"/".as_ptr()) != 0 {
@@ -114,10 +115,22 @@ pub fn minimal_dev(target: &str) -> Result<(), Failure> {
     }
     mkdir(&format!("{target}/pts"))?;
     // A new devpts instance: the command's ptys are its own, not the host's.
-    mount("devpts", &format!("{target}/pts"), "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+    mount(
+        "devpts",
+        &format!("{target}/pts"),
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    )?;
     mkdir(&format!("{target}/shm"))?;
     mount("tmpfs", &format!("{target}/shm"), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?;
-    for (link, to) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         std::os::unix::fs::symlink(to, format!("{target}/{link}"))
             .map_err(|e| Failure::new("mount", format!("symlink {target}/{link}: {e}")))?;
     }

@@ -29,7 +29,10 @@ pub fn apply(chan: &mut Channel, entries: &[IncludeEntry], uid: u32, gid: u32) -
                         // A signal while files arrive is for a command that does not run yet.
                         Some(HostMsg::Signal(_)) => {}
                         Some(other) => {
-                            return Err(Failure::protocol(format!("expected include data for {}, got {other:?}", e.path)))
+                            return Err(Failure::protocol(format!(
+                                "expected include data for {}, got {other:?}",
+                                e.path
+                            )))
                         }
                         None => return Err(Failure::protocol("host closed the channel during includes".into())),
                     }

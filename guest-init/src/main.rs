@@ -47,10 +47,7 @@ fn main() {
         if let Some(chan) = chan.as_mut() {
             // The host ends the run with 125 and this message; if even this write fails
             // the host still sees the channel close before an exit status.
-            let _ = chan.send(&GuestMsg::Error {
-                stage: failure.stage.to_string(),
-                message: failure.message.clone(),
-            });
+            let _ = chan.send(&GuestMsg::Error { stage: failure.stage.to_string(), message: failure.message.clone() });
         }
     }
     power::off(sandbox)

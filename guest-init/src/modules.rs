@@ -26,8 +26,7 @@ pub fn load_all() -> Result<(), Failure> {
 
 fn load(name: &str, params: &str) -> Result<(), Failure> {
     let path = format!("{DIR}/{name}.ko");
-    let file = std::fs::File::open(&path)
-        .map_err(|e| Failure::new("modules", format!("opening {path}: {e}")))?;
+    let file = std::fs::File::open(&path).map_err(|e| Failure::new("modules", format!("opening {path}: {e}")))?;
     let params = CString::new(params).map_err(|_| Failure::new("modules", "NUL in module parameters"))?;
     // SAFETY: finit_module(2) with an open fd, a NUL-terminated string and no flags.
     let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };

@@ -77,11 +77,8 @@ fn overlay_root(root: &Mount, new_root: &str) -> Result<(), Failure> {
 fn top_submounts(dir: &str) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let prefix = format!("{dir}/");
-    let mut points: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(unescape))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
+    let mut points: Vec<String> =
+        info.lines().filter_map(|l| l.split(' ').nth(4).map(unescape)).filter(|p| p.starts_with(&prefix)).collect();
     points.sort();
     points.dedup();
     let mut top: Vec<String> = Vec::new();

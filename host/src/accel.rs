@@ -22,7 +22,11 @@ pub struct Probe<'a> {
 
 impl Probe<'static> {
     pub fn host() -> Self {
-        Probe { dev_kvm: Path::new("/dev/kvm"), sys_module: Path::new("/sys/module"), cpuinfo: Path::new("/proc/cpuinfo") }
+        Probe {
+            dev_kvm: Path::new("/dev/kvm"),
+            sys_module: Path::new("/sys/module"),
+            cpuinfo: Path::new("/proc/cpuinfo"),
+        }
     }
 }
 
@@ -51,7 +55,9 @@ pub fn choose(req: Accel, p: &Probe) -> Result<(Chosen, Option<String>), String>
         (Accel::Tcg, _) => Ok((Chosen::Tcg, None)),
         (_, None) => Ok((Chosen::Kvm, None)),
         (Accel::Kvm, Some(why)) => Err(format!("--accel kvm: KVM is not usable here: {why}; use --accel tcg")),
-        (Accel::Auto, Some(why)) => Ok((Chosen::Tcg, Some(format!("KVM not usable ({why}); using TCG emulation, which is much slower")))),
+        (Accel::Auto, Some(why)) => {
+            Ok((Chosen::Tcg, Some(format!("KVM not usable ({why}); using TCG emulation, which is much slower"))))
+        }
     }
 }
 
@@ -79,7 +85,11 @@ mod tests {
     }
 
     fn probe(d: &tempfile::TempDir) -> Probe<'_> {
-        Probe { dev_kvm: Box::leak(d.path().join("kvm").into_boxed_path()), sys_module: Box::leak(d.path().join("module").into_boxed_path()), cpuinfo: Box::leak(d.path().join("cpuinfo").into_boxed_path()) }
+        Probe {
+            dev_kvm: Box::leak(d.path().join("kvm").into_boxed_path()),
+            sys_module: Box::leak(d.path().join("module").into_boxed_path()),
+            cpuinfo: Box::leak(d.path().join("cpuinfo").into_boxed_path()),
+        }
     }
 
     #[test]

@@ -34,7 +34,11 @@ pub fn child_args(raw: &[OsString], command_len: usize) -> Vec<OsString> {
             i += 2;
             continue;
         }
-        if a.starts_with("--bench=") || a.starts_with("--bench-json=") || a.starts_with("--bench-svg=") || a.starts_with("--timings") {
+        if a.starts_with("--bench=")
+            || a.starts_with("--bench-json=")
+            || a.starts_with("--bench-svg=")
+            || a.starts_with("--timings")
+        {
             i += 1;
             continue;
         }
@@ -68,9 +72,11 @@ pub fn run(opts: &BenchOptions, args: &[OsString]) -> Result<Vec<RunRecord>, Str
             .map_err(|e| format!("run {}: {e}", i + 1))?;
         let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stderr.lines().rev().find(|l| l.starts_with("{\"timings\"")).ok_or_else(|| {
-            format!("run {} reported no timings; its stderr was:\n{}", i + 1, stderr.trim_end())
-        })?;
+        let line = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("{\"timings\""))
+            .ok_or_else(|| format!("run {} reported no timings; its stderr was:\n{}", i + 1, stderr.trim_end()))?;
         records.push(RunRecord { wall_ms, exit: out.status.code().unwrap_or(-1), phases: parse_phases(line) });
     }
     Ok(records)
@@ -85,7 +91,7 @@ fn parse_phases(line: &str) -> Vec<(String, f64)> {
         let took = part
             .split("\"took_ms\":")
             .nth(1)
-            .and_then(|t| t.split(|c| c == '}' || c == ',').next())
+            .and_then(|t| t.split(['}', ',']).next())
             .and_then(|t| t.parse::<f64>().ok())
             .unwrap_or(0.0);
         out.push((name, took));
@@ -136,7 +142,8 @@ pub fn report(records: &[RunRecord]) -> String {
     let mut out = format!("virt-sandbox bench: {} runs (ms)\n", records.len());
     out.push_str(&format!("  {:<42} {:>9} {:>9} {:>9} {:>9}\n", "phase", "min", "median", "p95", "max"));
     for name in phase_names(records) {
-        let v: Vec<f64> = records.iter().filter_map(|r| r.phases.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)).collect();
+        let v: Vec<f64> =
+            records.iter().filter_map(|r| r.phases.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)).collect();
         let (a, b, c, d) = stats(&v);
         out.push_str(&format!("  {name:<42} {a:>9.1} {b:>9.1} {c:>9.1} {d:>9.1}\n"));
     }
@@ -154,7 +161,8 @@ pub fn json(records: &[RunRecord]) -> String {
     let runs: Vec<String> = records
         .iter()
         .map(|r| {
-            let phases: Vec<String> = r.phases.iter().map(|(n, t)| format!("{{\"phase\":{n:?},\"took_ms\":{t:.3}}}")).collect();
+            let phases: Vec<String> =
+                r.phases.iter().map(|(n, t)| format!("{{\"phase\":{n:?},\"took_ms\":{t:.3}}}")).collect();
             format!("{{\"wall_ms\":{:.3},\"exit\":{},\"phases\":[{}]}}", r.wall_ms, r.exit, phases.join(","))
         })
         .collect();
@@ -180,7 +188,11 @@ mod tests {
 
     #[test]
     fn bench_options_are_removed_and_timings_added_before_the_command() {
-        let raw: Vec<OsString> = ["virt-sandbox", "--bench", "5", "-c", "lxc:///", "--bench-svg=x.svg", "--", "ls", "-l"].iter().map(OsString::from).collect();
+        let raw: Vec<OsString> =
+            ["virt-sandbox", "--bench", "5", "-c", "lxc:///", "--bench-svg=x.svg", "--", "ls", "-l"]
+                .iter()
+                .map(OsString::from)
+                .collect();
         let a = child_args(&raw, 2);
         assert_eq!(a, ["-c", "lxc:///", "--timings=json", "--", "ls", "-l"].map(OsString::from));
         let raw: Vec<OsString> = ["virt-sandbox", "--bench=3", "true"].iter().map(OsString::from).collect();

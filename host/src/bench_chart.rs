@@ -33,7 +33,8 @@ fn draw(records: &[RunRecord], path: &Path) -> Result<(), Box<dyn std::error::Er
             .enumerate()
             .filter_map(|(ri, r)| {
                 let took = r.phases.iter().find(|(p, _)| p == name)?.1;
-                let base: f64 = names[..pi].iter().filter_map(|b| r.phases.iter().find(|(p, _)| p == b).map(|(_, t)| *t)).sum();
+                let base: f64 =
+                    names[..pi].iter().filter_map(|b| r.phases.iter().find(|(p, _)| p == b).map(|(_, t)| *t)).sum();
                 Some(Rectangle::new([(ri as f64 + 0.12, base), (ri as f64 + 0.88, base + took)], color.filled()))
             })
             .collect();

@@ -65,7 +65,10 @@ impl Outcome {
             Outcome::TimedOut => Some("virt-sandbox: timed out; the sandbox was stopped".into()),
             Outcome::Failed { reason, console } => Some(match console {
                 Some(tail) if !tail.trim().is_empty() => {
-                    format!("virt-sandbox: {reason}\nvirt-sandbox: last lines of the guest console:\n{}", tail.trim_end())
+                    format!(
+                        "virt-sandbox: {reason}\nvirt-sandbox: last lines of the guest console:\n{}",
+                        tail.trim_end()
+                    )
                 }
                 _ => format!("virt-sandbox: {reason}"),
             }),
@@ -115,7 +118,10 @@ mod tests {
         let m = o.message("ls").unwrap();
         assert!(m.starts_with("virt-sandbox: boot watchdog\n"));
         assert!(m.ends_with("Kernel panic"));
-        assert_eq!(Outcome::Command(ExitStatus::NotFound).message("nope").unwrap(), "virt-sandbox: nope: command not found");
+        assert_eq!(
+            Outcome::Command(ExitStatus::NotFound).message("nope").unwrap(),
+            "virt-sandbox: nope: command not found"
+        );
         assert!(Outcome::Command(ExitStatus::Code(1)).message("x").is_none());
     }
 }

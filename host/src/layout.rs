@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 pub fn scratch() -> Vec<Mount> {
     [("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/run", 0o755)]
         .into_iter()
-        .map(|(t, mode)| Mount { kind: MountKind::Tmpfs { size: 0, mode, owner: None }, target: t.into(), readonly: false })
+        .map(|(t, mode)| Mount {
+            kind: MountKind::Tmpfs { size: 0, mode, owner: None },
+            target: t.into(),
+            readonly: false,
+        })
         .collect()
 }
 

@@ -4,10 +4,10 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use virt_sandbox::cli::{Cli, TimingsFormat};
-use virt_sandbox::timings::Timeline;
 use virt_sandbox::exit::{Outcome, SANDBOX_FAILED};
 use virt_sandbox::identity::{current_groups, HostUsers};
 use virt_sandbox::spec::{self, Backend, Caller};
+use virt_sandbox::timings::Timeline;
 
 fn main() -> ExitCode {
     let mut timeline = Timeline::new(std::time::Instant::now());

@@ -131,7 +131,11 @@ pub fn parse_include(spec: &str, cwd: &Path) -> Result<Include, String> {
 pub fn parse_include_file(file: &Path, cwd: &Path) -> Result<Vec<Include>, String> {
     let path = absolute(file, cwd);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("--includefile {}: {e}", path.display()))?;
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| parse_include(l, cwd)).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| parse_include(l, cwd))
+        .collect()
 }
 
 /// An absolute, normalised path inside the sandbox (no `..`, no `.`).

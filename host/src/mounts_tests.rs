@@ -11,8 +11,14 @@ fn cwd() -> tempfile::TempDir {
 fn each_form_parses() {
     let d = cwd();
     let c = d.path();
-    assert_eq!(parse_mount("host-bind:/mnt=data", c).unwrap(), UserMount::HostBind { dst: "/mnt".into(), src: Some(c.join("data")) });
-    assert_eq!(parse_mount("host-bind:/scratch=", c).unwrap(), UserMount::HostBind { dst: "/scratch".into(), src: None });
+    assert_eq!(
+        parse_mount("host-bind:/mnt=data", c).unwrap(),
+        UserMount::HostBind { dst: "/mnt".into(), src: Some(c.join("data")) }
+    );
+    assert_eq!(
+        parse_mount("host-bind:/scratch=", c).unwrap(),
+        UserMount::HostBind { dst: "/scratch".into(), src: None }
+    );
     assert_eq!(
         parse_mount("host-image:/img=disk.img,format=qcow2", c).unwrap(),
         UserMount::HostImage { dst: "/img".into(), src: c.join("disk.img"), format: ImageFormat::Qcow2 }
@@ -21,7 +27,10 @@ fn each_form_parses() {
         parse_mount("host-image:/img=./disk.img", c).unwrap(),
         UserMount::HostImage { dst: "/img".into(), src: c.join("disk.img"), format: ImageFormat::Raw }
     );
-    assert_eq!(parse_mount("guest-bind:/tmp/x=/etc", c).unwrap(), UserMount::GuestBind { dst: "/tmp/x".into(), src: "/etc".into() });
+    assert_eq!(
+        parse_mount("guest-bind:/tmp/x=/etc", c).unwrap(),
+        UserMount::GuestBind { dst: "/tmp/x".into(), src: "/etc".into() }
+    );
     assert_eq!(parse_mount("ram:/cache=64MiB", c).unwrap(), UserMount::Ram { dst: "/cache".into(), size: 64 << 20 });
     assert_eq!(parse_mount("host-bind:/=data", c).unwrap().dst(), Path::new("/"));
 }
@@ -69,7 +78,10 @@ fn includes_default_to_the_same_path_and_read_from_a_file() {
 
 #[test]
 fn writable_areas() {
-    let mounts = vec![UserMount::Ram { dst: "/cache".into(), size: 1 }, UserMount::GuestBind { dst: "/ro".into(), src: "/etc".into() }];
+    let mounts = vec![
+        UserMount::Ram { dst: "/cache".into(), size: 1 },
+        UserMount::GuestBind { dst: "/ro".into(), src: "/etc".into() },
+    ];
     assert!(is_writable(Path::new("/tmp/x"), &mounts, false));
     assert!(is_writable(Path::new("/cache/x"), &mounts, false));
     assert!(!is_writable(Path::new("/ro/x"), &mounts, false));

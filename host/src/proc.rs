@@ -9,8 +9,9 @@ use std::process::Command;
 /// PR_SET_PDEATHSIG fires when the thread that forked exits, so children are only ever
 /// spawned from the main thread, which lives as long as the launcher.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    // SAFETY (whole closure): prctl and getppid are async-signal-safe, as pre_exec requires.
     let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure only calls prctl, getppid and _exit, which are
+    // async-signal-safe, as pre_exec requires.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {

@@ -25,7 +25,10 @@ pub enum Event {
     Hello(u32),
     Timings(Vec<(String, u64)>),
     Exit(protocol::ExitStatus),
-    GuestError { stage: String, message: String },
+    GuestError {
+        stage: String,
+        message: String,
+    },
     ProtocolError(String),
     ChannelClosed,
     /// The VMM or container process is gone.
@@ -49,7 +52,10 @@ pub struct Limits {
 }
 
 /// The run spec's include entries and the host files to stream for them.
-pub fn includes(list: &[crate::mounts::Include]) -> Result<(Vec<protocol::IncludeEntry>, Vec<(PathBuf, u64)>), String> {
+/// The run spec's include entries, and the host files (with sizes) to stream for them.
+pub type Includes = (Vec<protocol::IncludeEntry>, Vec<(PathBuf, u64)>);
+
+pub fn includes(list: &[crate::mounts::Include]) -> Result<Includes, String> {
     let mut entries = Vec::new();
     let mut files = Vec::new();
     for (entry, host) in crate::mounts::expand_includes(list)? {
@@ -73,16 +79,24 @@ fn send_includes(writer: &Mutex<UnixStream>, files: &[(PathBuf, u64)]) -> Result
             if n == 0 {
                 return Err(format!("include {} shrank while it was being copied", path.display()));
             }
-            send(writer, &HostMsg::IncludeData(ByteBuf::from(&buf[..n]))).map_err(|e| format!("sending includes: {e}"))?;
+            send(writer, &HostMsg::IncludeData(ByteBuf::from(&buf[..n])))
+                .map_err(|e| format!("sending includes: {e}"))?;
             left -= n as u64;
         }
     }
     Ok(())
 }
 
-/// A sender for the backend, e.g. to report [`Event::SandboxGone`].
-pub fn events() -> (Sender<Event>, Receiver<Event>) {
-    mpsc::channel()
+/// The session's event channel, with [`Event::SandboxGone`] sent once the sandbox's
+/// process (QEMU, or the container's init) `pid` has exited.
+pub fn events(pid: u32) -> (Sender<Event>, Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    let gone = tx.clone();
+    std::thread::spawn(move || {
+        crate::proc::wait_exit_noreap(pid);
+        let _ = gone.send(Event::SandboxGone);
+    });
+    (tx, rx)
 }
 
 /// Runs the session on an already connected control stream. Returns when the run has an
@@ -106,7 +120,9 @@ pub fn run(
     match wait(&rx, Some(boot_deadline)) {
         Some(Event::Hello(v)) if v == PROTOCOL_VERSION => timeline.hello(),
         Some(Event::Hello(v)) => {
-            return Outcome::failed(format!("protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"))
+            return Outcome::failed(format!(
+                "protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"
+            ))
         }
         None => {
             return Outcome::failed(format!(

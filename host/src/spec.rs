@@ -95,7 +95,10 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
 
     let (identity, user) = if cli.privileged {
         let root = caller.users.by_uid(0);
-        (Identity { uid: 0, gid: 0, groups: vec![0] }, root.map(|u| (u.name, u.home)).unwrap_or(("root".into(), "/root".into())))
+        (
+            Identity { uid: 0, gid: 0, groups: vec![0] },
+            root.map(|u| (u.name, u.home)).unwrap_or(("root".into(), "/root".into())),
+        )
     } else if let Some(name) = &cli.switchto {
         let u = caller.users.by_name(name).ok_or_else(|| format!("unknown user {name:?} for --switchto"))?;
         let groups = caller.users.groups(&u);
@@ -128,13 +131,17 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         return Err("--pids 0 would not even allow the command: give at least 1".into());
     }
     if backend == Backend::Qemu && (cli.pids.is_some() || cli.userns) {
-        return Err(format!("{} applies to containers only (-c lxc:///)", if cli.userns { "--userns" } else { "--pids" }));
+        return Err(format!(
+            "{} applies to containers only (-c lxc:///)",
+            if cli.userns { "--userns" } else { "--pids" }
+        ));
     }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
     if timeout == Some(Duration::ZERO) {
         return Err("--timeout 0 would stop the command before it starts: give a positive duration".into());
     }
-    let boot_timeout = cli.boot_timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("boot timeout: {e}"))?;
+    let boot_timeout =
+        cli.boot_timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("boot timeout: {e}"))?;
     let absolute = |p: PathBuf| if p.is_absolute() { p } else { caller.cwd.join(p) };
 
     Ok(Spec {
@@ -182,18 +189,24 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
         let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
         let abs = std::path::absolute(&abs).unwrap_or(abs);
         let spec = format!("host-bind:{0}={0}", abs.display());
-        list.push(mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?);
+        list.push(
+            mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?,
+        );
     }
     if cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some() {
         if home == "/" || home.is_empty() {
             return Err("-M/-H: the user has no home directory to replace".into());
         }
         list.push(match &cli.homedir {
-            Some(dir) => mounts::parse_mount(&format!("host-bind:{home}={}", dir.display()), cwd).map_err(|e| format!("-H: {e}"))?,
+            Some(dir) => mounts::parse_mount(&format!("host-bind:{home}={}", dir.display()), cwd)
+                .map_err(|e| format!("-H: {e}"))?,
             None => UserMount::Home { dst: home.into() },
         });
         if let Some(dir) = &cli.tmpdir {
-            list.push(mounts::parse_mount(&format!("host-bind:/tmp={}", dir.display()), cwd).map_err(|e| format!("-T: {e}"))?);
+            list.push(
+                mounts::parse_mount(&format!("host-bind:/tmp={}", dir.display()), cwd)
+                    .map_err(|e| format!("-T: {e}"))?,
+            );
         }
     }
     let mut root = None;
@@ -210,10 +223,8 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
         }
         // With the host's root, a mount point must exist there or lie in an area
         // where it can be created.
-        let reachable = root.is_some()
-            || cli.overlay
-            || m.dst().exists()
-            || mounts::is_writable(m.dst(), &list[..i], false);
+        let reachable =
+            root.is_some() || cli.overlay || m.dst().exists() || mounts::is_writable(m.dst(), &list[..i], false);
         if !reachable {
             return Err(format!(
                 "mount point {} does not exist in the sandbox's (read-only) root: use an existing directory, one under /tmp, /run or /var/tmp, or --overlay",

@@ -38,7 +38,8 @@ fn caller() -> Caller<'static> {
 }
 
 fn spec(args: &[&str]) -> Result<Spec, String> {
-    let cli = Cli::try_parse_from(std::iter::once("virt-sandbox").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    let cli =
+        Cli::try_parse_from(std::iter::once("virt-sandbox").chain(args.iter().copied())).map_err(|e| e.to_string())?;
     build(cli, &caller())
 }
 
@@ -146,7 +147,8 @@ fn inherit_env_passes_everything_and_dash_e_still_wins() {
 fn mounts_are_validated_together() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
-    let s = spec(&["-m", &format!("host-bind:/tmp/a={dir}"), "-m", "ram:/tmp/r=1M", "--rw", dir, "--", "true"]).unwrap();
+    let s =
+        spec(&["-m", &format!("host-bind:/tmp/a={dir}"), "-m", "ram:/tmp/r=1M", "--rw", dir, "--", "true"]).unwrap();
     assert_eq!(s.mounts.len(), 3);
     let err = spec(&["-m", "ram:/tmp/r=1M", "-m", "ram:/tmp/r=2M", "--", "true"]).unwrap_err();
     assert!(err.contains("two mounts at /tmp/r"), "{err}");

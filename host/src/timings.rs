@@ -100,7 +100,9 @@ impl Timeline {
         let phases: Vec<String> = self
             .phases()
             .iter()
-            .map(|p| format!("{{\"phase\":{},\"end_ms\":{:.3},\"took_ms\":{:.3}}}", json_str(&p.name), p.end_ms, p.took_ms))
+            .map(|p| {
+                format!("{{\"phase\":{},\"end_ms\":{:.3},\"took_ms\":{:.3}}}", json_str(&p.name), p.end_ms, p.took_ms)
+            })
             .collect();
         format!("{{\"timings\":[{}],\"peak_rss_kib\":{}}}", phases.join(","), peak_rss_kib())
     }
@@ -141,7 +143,11 @@ mod tests {
         t.mark("setup");
         t.hello();
         // Guest: modules loaded 30 ms before hello, command exited 5 ms after.
-        t.guest(vec![("modules loaded".into(), 1_000_000_000), ("hello".into(), 1_030_000_000), ("command exited".into(), 1_035_000_000)]);
+        t.guest(vec![
+            ("modules loaded".into(), 1_000_000_000),
+            ("hello".into(), 1_030_000_000),
+            ("command exited".into(), 1_035_000_000),
+        ]);
         let p = t.phases();
         let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
         let i = |n: &str| names.iter().position(|x| *x == n).unwrap();

@@ -33,11 +33,7 @@ const FORMAT_VERSION: &[u8] = b"virt-sandbox-initrd 1\n";
 /// The key is the SHA-256 of a format version, the init bytes, and each module's name
 /// and file content as on disk, so no file is decompressed on a hit. The file is
 /// `initrd-<32 hex digits>.cpio` in `cache_dir`, which is created when missing.
-pub fn cached(
-    cache_dir: &Path,
-    init: &[u8],
-    modules: &[ResolvedModule],
-) -> Result<(PathBuf, bool), Error> {
+pub fn cached(cache_dir: &Path, init: &[u8], modules: &[ResolvedModule]) -> Result<(PathBuf, bool), Error> {
     cached_with(cache_dir, init, modules, &BuildOptions::default())
 }
 
@@ -81,10 +77,7 @@ fn cache_key(init: &[u8], modules: &[ResolvedModule], raws: &[Vec<u8>]) -> Strin
         field(module.name.as_bytes());
         field(raw);
     }
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes `bytes` to `dir/file_name` so that no reader ever sees part of it: into a
@@ -94,11 +87,7 @@ fn cache_key(init: &[u8], modules: &[ResolvedModule], raws: &[Vec<u8>]) -> Strin
 /// Safe to call from several processes at once with the same name and bytes; the last
 /// rename wins and all of them are the same.
 pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
-    let write_error = |source| Error::CacheWrite {
-        dir: dir.to_owned(),
-        file_name: file_name.to_owned(),
-        source,
-    };
+    let write_error = |source| Error::CacheWrite { dir: dir.to_owned(), file_name: file_name.to_owned(), source };
     if file_name.is_empty() || file_name.starts_with('.') || file_name.contains('/') {
         let why = io::Error::new(io::ErrorKind::InvalidInput, "not a plain file name");
         return Err(write_error(why));
@@ -108,10 +97,8 @@ pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<Pat
     // Synced before the rename: after a crash, the name holds the whole file or nothing,
     // never an empty file that a later launch would take for a hit. Misses are rare, so
     // the cost of the sync is too.
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_data())
-        .and_then(|()| fs::rename(&tmp_path, dir.join(file_name)));
+    let written =
+        file.write_all(bytes).and_then(|()| file.sync_data()).and_then(|()| fs::rename(&tmp_path, dir.join(file_name)));
     if let Err(source) = written {
         // The temporary file is ours and useless now; a failure to remove it changes
         // nothing for the caller, who gets the write error.
@@ -129,12 +116,7 @@ fn create_temp(dir: &Path, file_name: &str) -> io::Result<(PathBuf, fs::File)> {
         let path = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
         // 0644 even in a private directory: libvirt's QEMU runs as another user and
         // must read the initrd from root's cache.
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-        {
+        match fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
             Ok(file) => return Ok((path, file)),
             // Left over by a crashed process that had our pid: take the next number.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -149,27 +131,12 @@ fn create_temp(dir: &Path, file_name: &str) -> io::Result<(PathBuf, fs::File)> {
 /// chooses the init that our sandboxes boot.
 fn ensure_dir(dir: &Path) -> Result<(), Error> {
     let euid = euid();
-    let dir_error = |source| Error::CacheDir {
-        dir: dir.to_owned(),
-        source,
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(if euid == 0 { 0o755 } else { 0o700 })
-        .create(dir)
-        .map_err(dir_error)?;
+    let dir_error = |source| Error::CacheDir { dir: dir.to_owned(), source };
+    fs::DirBuilder::new().recursive(true).mode(if euid == 0 { 0o755 } else { 0o700 }).create(dir).map_err(dir_error)?;
     let meta = fs::metadata(dir).map_err(dir_error)?;
-    let refuse = |why: String| {
-        Err(dir_error(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            why,
-        )))
-    };
+    let refuse = |why: String| Err(dir_error(io::Error::new(io::ErrorKind::PermissionDenied, why)));
     if meta.uid() != euid && meta.uid() != 0 {
-        return refuse(format!(
-            "it belongs to uid {}, not to uid {euid}",
-            meta.uid()
-        ));
+        return refuse(format!("it belongs to uid {}, not to uid {euid}", meta.uid()));
     }
     if meta.mode() & 0o002 != 0 {
         return refuse("every user can write to it".to_owned());
@@ -185,11 +152,7 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("VIRT_SANDBOX_CACHE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    cache_dir_for(
-        euid(),
-        std::env::var_os("XDG_CACHE_HOME"),
-        std::env::var_os("HOME"),
-    )
+    cache_dir_for(euid(), std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
 }
 
 /// [`default_cache_dir`] with its inputs as parameters, for tests.
@@ -254,26 +217,10 @@ mod tests {
             assert_eq!(path, &results[0].0);
             assert!(*bytes == expected, "every reader sees the whole image");
         }
-        let name = results[0]
-            .0
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            name.starts_with("initrd-") && name.ends_with(".cpio") && name.len() == 44,
-            "{name}"
-        );
-        let entries: Vec<_> = fs::read_dir(&*cache)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            entries,
-            [std::ffi::OsString::from(&name)],
-            "no temporary file is left"
-        );
+        let name = results[0].0.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with("initrd-") && name.ends_with(".cpio") && name.len() == 44, "{name}");
+        let entries: Vec<_> = fs::read_dir(&*cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(entries, [std::ffi::OsString::from(&name)], "no temporary file is left");
         assert_eq!(
             fs::metadata(&*cache).unwrap().permissions().mode() & 0o777,
             if euid() == 0 { 0o755 } else { 0o700 }
@@ -284,15 +231,8 @@ mod tests {
         assert_eq!(again, results[0].0);
         let list = crate::cpio::tests::system_cpio(&expected, &["-t", "--quiet"], src.path());
         assert_eq!(
-            list.lines()
-                .filter(|l| l.starts_with("modules/"))
-                .collect::<Vec<_>>(),
-            [
-                "modules/virtio_ring.ko",
-                "modules/virtio.ko",
-                "modules/virtio_mmio.ko",
-                "modules/order"
-            ]
+            list.lines().filter(|l| l.starts_with("modules/")).collect::<Vec<_>>(),
+            ["modules/virtio_ring.ko", "modules/virtio.ko", "modules/virtio_mmio.ko", "modules/order"]
         );
     }
 
@@ -301,9 +241,7 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let modules = fixture(src.path());
         let cache = tempfile::tempdir().unwrap();
-        let path = |init: &[u8], modules: &[ResolvedModule]| {
-            cached(cache.path(), init, modules).unwrap().0
-        };
+        let path = |init: &[u8], modules: &[ResolvedModule]| cached(cache.path(), init, modules).unwrap().0;
         let base = path(b"init", &modules);
         assert_ne!(base, path(b"init2", &modules), "init bytes");
         assert_ne!(base, path(b"init", &modules[..2]), "module set");
@@ -334,15 +272,8 @@ mod tests {
         fs::create_dir_all(cache.join("taken/sub")).unwrap();
         let err = store_atomically(&cache, "taken", b"1").unwrap_err();
         assert!(matches!(err, Error::CacheWrite { .. }), "{err}");
-        assert!(
-            err.to_string().contains(&cache.display().to_string()),
-            "{err}"
-        );
-        assert_eq!(
-            fs::read_dir(&cache).unwrap().count(),
-            1,
-            "temporary file removed"
-        );
+        assert!(err.to_string().contains(&cache.display().to_string()), "{err}");
+        assert_eq!(fs::read_dir(&cache).unwrap().count(), 1, "temporary file removed");
 
         assert!(store_atomically(&cache, "../escape", b"1").is_err());
         let stored = store_atomically(&cache, "vmlinux-abc", b"elf").unwrap();
@@ -368,26 +299,11 @@ mod tests {
     #[test]
     fn default_dir_follows_xdg_and_root() {
         let s = |v: &str| Some(OsString::from(v));
-        assert_eq!(
-            cache_dir_for(0, s("/x"), s("/root")),
-            Path::new("/var/cache/virt-sandbox")
-        );
-        assert_eq!(
-            cache_dir_for(1000, s("/x"), s("/home/u")),
-            Path::new("/x/virt-sandbox")
-        );
-        assert_eq!(
-            cache_dir_for(1000, s("relative"), s("/home/u")),
-            Path::new("/home/u/.cache/virt-sandbox")
-        );
-        assert_eq!(
-            cache_dir_for(1000, None, s("/home/u")),
-            Path::new("/home/u/.cache/virt-sandbox")
-        );
-        assert_eq!(
-            cache_dir_for(1000, s(""), None),
-            std::env::temp_dir().join("virt-sandbox-1000")
-        );
+        assert_eq!(cache_dir_for(0, s("/x"), s("/root")), Path::new("/var/cache/virt-sandbox"));
+        assert_eq!(cache_dir_for(1000, s("/x"), s("/home/u")), Path::new("/x/virt-sandbox"));
+        assert_eq!(cache_dir_for(1000, s("relative"), s("/home/u")), Path::new("/home/u/.cache/virt-sandbox"));
+        assert_eq!(cache_dir_for(1000, None, s("/home/u")), Path::new("/home/u/.cache/virt-sandbox"));
+        assert_eq!(cache_dir_for(1000, s(""), None), std::env::temp_dir().join("virt-sandbox-1000"));
     }
 
     trait SourceText {
@@ -396,9 +312,7 @@ mod tests {
     impl SourceText for Error {
         /// The message of the error's source, where these tests put the reason.
         fn source_text(&self) -> String {
-            std::error::Error::source(self)
-                .map(|s| s.to_string())
-                .unwrap_or_default()
+            std::error::Error::source(self).map(|s| s.to_string()).unwrap_or_default()
         }
     }
 }

@@ -41,10 +41,7 @@ impl Default for CpioWriter {
 impl CpioWriter {
     /// An empty archive.
     pub fn new() -> Self {
-        Self {
-            out: Vec::new(),
-            next_ino: 1,
-        }
+        Self { out: Vec::new(), next_ino: 1 }
     }
 
     /// Adds a directory with permission bits `mode` (e.g. `0o755`).
@@ -58,10 +55,7 @@ impl CpioWriter {
     pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<(), Error> {
         check_path(path)?;
         if u32::try_from(data.len()).is_err() {
-            return Err(Error::CpioTooLarge {
-                name: path.to_owned(),
-                size: data.len() as u64,
-            });
+            return Err(Error::CpioTooLarge { name: path.to_owned(), size: data.len() as u64 });
         }
         self.entry(path, S_IFREG | (mode & 0o7777), 1, (0, 0), data);
         Ok(())
@@ -71,13 +65,7 @@ impl CpioWriter {
     ///
     /// The kernel needs `/dev/console` before it runs `/init`, to give init its stdio;
     /// putting the node in the archive means no devtmpfs mount is needed for that.
-    pub fn char_device(
-        &mut self,
-        path: &str,
-        mode: u32,
-        major: u32,
-        minor: u32,
-    ) -> Result<(), Error> {
+    pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> Result<(), Error> {
         check_path(path)?;
         self.entry(path, S_IFCHR | (mode & 0o7777), 1, (major, minor), b"");
         Ok(())
@@ -98,15 +86,7 @@ impl CpioWriter {
         self.header(ino, name, mode, nlink, rdev, data);
     }
 
-    fn header(
-        &mut self,
-        ino: u32,
-        name: &str,
-        mode: u32,
-        nlink: u32,
-        rdev: (u32, u32),
-        data: &[u8],
-    ) {
+    fn header(&mut self, ino: u32, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
         // Sizes were checked by the callers: a name is at most PATH_MAX, data < 4 GiB.
         let fields: [u32; 13] = [
             ino,
@@ -125,8 +105,7 @@ impl CpioWriter {
         ];
         self.out.extend_from_slice(MAGIC);
         for field in fields {
-            self.out
-                .extend_from_slice(format!("{field:08X}").as_bytes());
+            self.out.extend_from_slice(format!("{field:08X}").as_bytes());
         }
         self.out.extend_from_slice(name.as_bytes());
         self.out.push(0);
@@ -151,10 +130,7 @@ fn check_path(path: &str) -> Result<(), Error> {
         Some("it is longer than PATH_MAX")
     } else if path.contains('\0') {
         Some("it contains a NUL byte")
-    } else if path
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..")
-    {
+    } else if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
         Some("it has an empty, `.` or `..` component")
     } else if path == TRAILER {
         Some("that name ends the archive")
@@ -162,10 +138,7 @@ fn check_path(path: &str) -> Result<(), Error> {
         None
     };
     match reason {
-        Some(reason) => Err(Error::CpioName {
-            name: path.to_owned(),
-            reason,
-        }),
+        Some(reason) => Err(Error::CpioName { name: path.to_owned(), reason }),
         None => Ok(()),
     }
 }
@@ -188,11 +161,7 @@ pub(crate) mod tests {
             .expect("the `cpio` tool runs (apt-get install cpio)");
         child.stdin.take().unwrap().write_all(archive).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "cpio {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cpio {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -233,20 +202,8 @@ pub(crate) mod tests {
     #[test]
     fn rejects_bad_paths() {
         let mut w = CpioWriter::new();
-        for bad in [
-            "",
-            "/init",
-            "a/../b",
-            "a//b",
-            "./a",
-            "a\0b",
-            "TRAILER!!!",
-            "a/",
-        ] {
-            assert!(
-                matches!(w.file(bad, 0o644, b""), Err(Error::CpioName { .. })),
-                "{bad:?} accepted"
-            );
+        for bad in ["", "/init", "a/../b", "a//b", "./a", "a\0b", "TRAILER!!!", "a/"] {
+            assert!(matches!(w.file(bad, 0o644, b""), Err(Error::CpioName { .. })), "{bad:?} accepted");
         }
     }
 
@@ -257,14 +214,7 @@ pub(crate) mod tests {
         let names = system_cpio(&archive, &["-t", "--quiet"], dir.path());
         assert_eq!(
             names.lines().collect::<Vec<_>>(),
-            [
-                "init",
-                "dev",
-                "dev/console",
-                "modules",
-                "modules/empty",
-                "modules/odd"
-            ]
+            ["init", "dev", "dev/console", "modules", "modules/empty", "modules/odd"]
         );
         let long = system_cpio(&archive, &["-tv", "--quiet"], dir.path());
         let line = |name: &str| {
@@ -277,10 +227,7 @@ pub(crate) mod tests {
         assert!(line("dev").starts_with("drwxr-xr-x"), "{long}");
         let console = line("dev/console");
         assert!(console.starts_with("crw-------"), "{console}");
-        assert!(
-            console.contains("5,") && console.contains(" 1 "),
-            "{console}"
-        );
+        assert!(console.contains("5,") && console.contains(" 1 "), "{console}");
         assert!(console.contains("root"), "uid/gid 0: {console}");
         assert!(line("modules/odd").starts_with("-rw-r--r--"), "{long}");
     }
@@ -292,11 +239,7 @@ pub(crate) mod tests {
         let archive = sample();
         // Making a device node needs root; elsewhere leave it out of the extraction.
         let root = crate::cache::euid() == 0;
-        let args: &[&str] = if root {
-            &["-idm", "--quiet"]
-        } else {
-            &["-idm", "--quiet", "-f", "dev/console"]
-        };
+        let args: &[&str] = if root { &["-idm", "--quiet"] } else { &["-idm", "--quiet", "-f", "dev/console"] };
         system_cpio(&archive, args, dir.path());
         let p = dir.path();
         assert_eq!(std::fs::read(p.join("init")).unwrap(), b"#!/bin/true\n");

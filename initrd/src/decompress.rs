@@ -61,9 +61,7 @@ impl Compression {
     /// The compressed format that `data` starts with, by its magic bytes; `None` when
     /// it starts with none of them (which does not prove it is uncompressed).
     pub fn detect(data: &[u8]) -> Option<Compression> {
-        let le32 = data
-            .get(..4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let le32 = data.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         if data.starts_with(GZIP_MAGIC) {
             Some(Compression::Gzip)
         } else if data.starts_with(XZ_MAGIC) {
@@ -99,41 +97,28 @@ impl Compression {
 /// mislabelled module fails here, with its path, instead of in the guest's
 /// `finit_module` with only an errno.
 pub fn module_bytes(path: &Path) -> Result<Vec<u8>, Error> {
-    let raw = std::fs::read(path).map_err(|source| Error::ReadModule {
-        path: path.to_owned(),
-        source,
-    })?;
+    let raw = std::fs::read(path).map_err(|source| Error::ReadModule { path: path.to_owned(), source })?;
     module_bytes_from(path, &raw)
 }
 
 /// [`module_bytes`] on content already read from `path`.
 pub(crate) fn module_bytes_from(path: &Path, raw: &[u8]) -> Result<Vec<u8>, Error> {
-    let format = Compression::of_module(path).ok_or_else(|| Error::ModuleSuffix {
-        path: path.to_owned(),
-    })?;
+    let format = Compression::of_module(path).ok_or_else(|| Error::ModuleSuffix { path: path.to_owned() })?;
     let found = Compression::detect(raw).unwrap_or(Compression::Plain);
     let magic_ok = match format {
         Compression::Plain => raw.starts_with(ELF_MAGIC),
         _ => found == format,
     };
     if !magic_ok {
-        return Err(Error::ModuleMagic {
-            path: path.to_owned(),
-            expected: format,
-        });
+        return Err(Error::ModuleMagic { path: path.to_owned(), expected: format });
     }
     if format == Compression::Plain {
         return Ok(raw.to_vec());
     }
-    let bytes = decode(format, raw).map_err(|source| Error::DecompressModule {
-        path: path.to_owned(),
-        format,
-        source,
-    })?;
+    let bytes =
+        decode(format, raw).map_err(|source| Error::DecompressModule { path: path.to_owned(), format, source })?;
     if !bytes.starts_with(ELF_MAGIC) {
-        return Err(Error::ModuleNotElf {
-            path: path.to_owned(),
-        });
+        return Err(Error::ModuleNotElf { path: path.to_owned() });
     }
     Ok(bytes)
 }
@@ -229,9 +214,7 @@ fn decode_zstd(data: &[u8]) -> io::Result<Vec<u8>> {
         };
         if magic & ZSTD_SKIPPABLE_MASK == ZSTD_SKIPPABLE {
             let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-            rest = rest
-                .get(8 + len..)
-                .ok_or_else(|| invalid("a zstd skippable frame runs past the end"))?;
+            rest = rest.get(8 + len..).ok_or_else(|| invalid("a zstd skippable frame runs past the end"))?;
             continue;
         }
         if magic != ZSTD_MAGIC && !first {
@@ -241,10 +224,7 @@ fn decode_zstd(data: &[u8]) -> io::Result<Vec<u8>> {
         let mut frame = ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(invalid)?;
         frame.read_to_end(&mut out)?;
         let decoder = &frame.decoder;
-        if let (Some(stored), Some(computed)) = (
-            decoder.get_checksum_from_data(),
-            decoder.get_calculated_checksum(),
-        ) {
+        if let (Some(stored), Some(computed)) = (decoder.get_checksum_from_data(), decoder.get_calculated_checksum()) {
             if stored != computed {
                 return Err(invalid("the zstd frame's content checksum does not match"));
             }
@@ -271,9 +251,8 @@ fn decode_lz4_legacy(data: &[u8]) -> io::Result<Vec<u8>> {
         if size == 0 || size > LZ4_LEGACY_MAX_CHUNK {
             break;
         }
-        let chunk = rest
-            .get(4..4 + size)
-            .ok_or_else(|| invalid("an LZ4 legacy block runs past the end of the data"))?;
+        let chunk =
+            rest.get(4..4 + size).ok_or_else(|| invalid("an LZ4 legacy block runs past the end of the data"))?;
         let n = lz4_flex::block::decompress_into(chunk, &mut block).map_err(invalid)?;
         out.extend_from_slice(&block[..n]);
         rest = &rest[4 + size..];

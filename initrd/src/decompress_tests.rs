@@ -26,9 +26,7 @@ fn sample(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         if x >> 62 == 0 {
             out.extend_from_slice(&x.to_le_bytes());
         } else {
@@ -51,32 +49,20 @@ fn gzip_members_and_trailing_bytes() {
     let packed = system_compress(&["gzip", "-c", "-9"], &data);
     assert_eq!(Compression::detect(&packed), Some(Compression::Gzip));
     assert_eq!(gunzip(&packed).unwrap(), data);
-    assert_eq!(
-        gunzip(&with_size(packed.clone(), data.len())).unwrap(),
-        data
-    );
+    assert_eq!(gunzip(&with_size(packed.clone(), data.len())).unwrap(), data);
     let twice = [packed.clone(), packed.clone()].concat();
     assert_eq!(gunzip(&twice).unwrap(), [data.clone(), data].concat());
     let mut corrupt = packed;
     let mid = corrupt.len() / 2;
     corrupt[mid] ^= 0xff;
-    assert!(matches!(
-        gunzip(&corrupt),
-        Err(Error::Decompress {
-            format: Compression::Gzip,
-            ..
-        })
-    ));
+    assert!(matches!(gunzip(&corrupt), Err(Error::Decompress { format: Compression::Gzip, .. })));
 }
 
 #[test]
 fn xz_as_the_kernel_packs_it_and_with_other_checks() {
     let data = sample(300_000);
     // scripts/xz_wrap.sh: CRC32 check, x86 BCJ filter, then LZMA2.
-    let kernel = system_compress(
-        &["xz", "-c", "--check=crc32", "--x86", "--lzma2=dict=1MiB"],
-        &data,
-    );
+    let kernel = system_compress(&["xz", "-c", "--check=crc32", "--x86", "--lzma2=dict=1MiB"], &data);
     assert_eq!(Compression::detect(&kernel), Some(Compression::Xz));
     assert_eq!(unxz(&with_size(kernel, data.len())).unwrap(), data);
     for check in ["--check=none", "--check=crc64", "--check=sha256"] {
@@ -94,10 +80,7 @@ fn zstd_frames_checksums_and_trailing_bytes() {
     let data = sample(300_000);
     let packed = system_compress(&["zstd", "-c", "-q", "--check", "-19"], &data);
     assert_eq!(Compression::detect(&packed), Some(Compression::Zstd));
-    assert_eq!(
-        unzstd(&with_size(packed.clone(), data.len())).unwrap(),
-        data
-    );
+    assert_eq!(unzstd(&with_size(packed.clone(), data.len())).unwrap(), data);
     let unchecked = system_compress(&["zstd", "-c", "-q", "--no-check"], &data);
     let skippable = [0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
     let joined = [unchecked, skippable.to_vec(), packed.clone()].concat();
@@ -121,14 +104,8 @@ fn lz4_legacy_blocks_and_trailing_size() {
     // A small payload's size field is a plausible block size, yet nothing follows it.
     let small = sample(1000);
     let small_packed = system_compress(&["lz4", "-l", "-c", "-q"], &small);
-    assert_eq!(
-        unlz4_legacy(&with_size(small_packed, small.len())).unwrap(),
-        small
-    );
-    assert!(
-        unlz4_legacy(&packed[..packed.len() / 2]).is_err(),
-        "truncated"
-    );
+    assert_eq!(unlz4_legacy(&with_size(small_packed, small.len())).unwrap(), small);
+    assert!(unlz4_legacy(&packed[..packed.len() / 2]).is_err(), "truncated");
     assert!(unlz4_legacy(b"not lz4").is_err());
 }
 
@@ -144,36 +121,13 @@ fn module_bytes_by_suffix_checked_by_magic() {
     let gz = system_compress(&["gzip", "-c"], &elf);
     let xz = system_compress(&["xz", "-c", "--check=crc32"], &elf);
     let zst = system_compress(&["zstd", "-c", "-q"], &elf);
-    for (name, bytes) in [
-        ("a.ko", &elf),
-        ("b.ko.gz", &gz),
-        ("c.ko.xz", &xz),
-        ("d.ko.zst", &zst),
-    ] {
+    for (name, bytes) in [("a.ko", &elf), ("b.ko.gz", &gz), ("c.ko.xz", &xz), ("d.ko.zst", &zst)] {
         assert_eq!(module_bytes(&put(name, bytes)).unwrap(), elf, "{name}");
     }
     let err = module_bytes(&put("e.ko.xz", &gz)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ModuleMagic {
-                expected: Compression::Xz,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::ModuleMagic { expected: Compression::Xz, .. }), "{err}");
     let err = module_bytes(&put("f.ko", &zst)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ModuleMagic {
-                expected: Compression::Plain,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::ModuleMagic { expected: Compression::Plain, .. }), "{err}");
     let err = module_bytes(&put("g.ko.bz2", &elf)).unwrap_err();
     assert!(matches!(err, Error::ModuleSuffix { .. }), "{err}");
     let not_elf = system_compress(&["gzip", "-c"], b"plain text");
@@ -188,10 +142,7 @@ fn module_bytes_by_suffix_checked_by_magic() {
 /// `payload_length`, ending in the 4-byte uncompressed size.
 #[test]
 fn real_bzimage_payloads() {
-    for image in [
-        "/boot/vmlinuz-6.1.0-56-cloud-amd64",
-        "/boot/vmlinuz-6.1.0-56-amd64",
-    ] {
+    for image in ["/boot/vmlinuz-6.1.0-56-cloud-amd64", "/boot/vmlinuz-6.1.0-56-amd64"] {
         let Ok(bz) = std::fs::read(image) else {
             println!("skipped: {image} is not installed here");
             continue;

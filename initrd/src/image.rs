@@ -53,12 +53,7 @@ pub struct BuildOptions {
 pub(crate) fn read_modules(modules: &[ResolvedModule]) -> Result<Vec<Vec<u8>>, Error> {
     modules
         .iter()
-        .map(|m| {
-            std::fs::read(&m.path).map_err(|source| Error::ReadModule {
-                path: m.path.clone(),
-                source,
-            })
-        })
+        .map(|m| std::fs::read(&m.path).map_err(|source| Error::ReadModule { path: m.path.clone(), source }))
         .collect()
 }
 
@@ -85,26 +80,17 @@ pub(crate) fn build_from_raw(
         order.push_str(&module.name);
         order.push('\n');
     }
-    cpio.file(
-        MODULE_ORDER_FILE.trim_start_matches('/'),
-        0o644,
-        order.as_bytes(),
-    )?;
+    cpio.file(MODULE_ORDER_FILE.trim_start_matches('/'), 0o644, order.as_bytes())?;
     Ok(cpio.finish())
 }
 
 /// A module name must make one plain file name, and one line of the order file.
 fn check_module_name(name: &str) -> Result<(), Error> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if valid {
         Ok(())
     } else {
-        Err(Error::ModuleName {
-            name: name.to_owned(),
-        })
+        Err(Error::ModuleName { name: name.to_owned() })
     }
 }
 
@@ -132,36 +118,20 @@ pub(crate) mod tests {
     #[test]
     fn layout_lists_and_extracts_as_documented() {
         let dir = tempfile::tempdir().unwrap();
-        let modules = [
-            fake_module(dir.path(), "virtio_ring.ko", b"ring"),
-            fake_module(dir.path(), "virtio.ko.gz", b"virtio"),
-        ];
+        let modules =
+            [fake_module(dir.path(), "virtio_ring.ko", b"ring"), fake_module(dir.path(), "virtio.ko.gz", b"virtio")];
         let image = build(b"init binary", &modules).unwrap();
         let list = crate::cpio::tests::system_cpio(&image, &["-t", "--quiet"], dir.path());
         assert_eq!(
             list.lines().collect::<Vec<_>>(),
-            [
-                "init",
-                "dev",
-                "dev/console",
-                "modules",
-                "modules/virtio_ring.ko",
-                "modules/virtio.ko",
-                "modules/order"
-            ]
+            ["init", "dev", "dev/console", "modules", "modules/virtio_ring.ko", "modules/virtio.ko", "modules/order"]
         );
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         crate::cpio::tests::system_cpio(&image, &["-id", "--quiet", "-f", "dev/console"], &out);
         assert_eq!(std::fs::read(out.join("init")).unwrap(), b"init binary");
-        assert_eq!(
-            std::fs::read(out.join("modules/virtio.ko")).unwrap(),
-            b"\x7fELFvirtio"
-        );
-        assert_eq!(
-            std::fs::read_to_string(out.join("modules/order")).unwrap(),
-            "virtio_ring\nvirtio\n"
-        );
+        assert_eq!(std::fs::read(out.join("modules/virtio.ko")).unwrap(), b"\x7fELFvirtio");
+        assert_eq!(std::fs::read_to_string(out.join("modules/order")).unwrap(), "virtio_ring\nvirtio\n");
     }
 
     #[test]

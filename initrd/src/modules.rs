@@ -60,17 +60,10 @@ impl ModuleTree {
         let dep_path = dir.join("modules.dep");
         // Without modules.dep nothing can be resolved (an empty one is fine: no modules).
         let Some(dep) = read_index(&dep_path)? else {
-            return Err(Error::ReadModuleIndex {
-                path: dep_path,
-                source: io::Error::from(io::ErrorKind::NotFound),
-            });
+            return Err(Error::ReadModuleIndex { path: dep_path, source: io::Error::from(io::ErrorKind::NotFound) });
         };
-        let mut tree = ModuleTree {
-            dir: dir.to_owned(),
-            loadable: HashMap::new(),
-            builtin: HashSet::new(),
-            aliases: Vec::new(),
-        };
+        let mut tree =
+            ModuleTree { dir: dir.to_owned(), loadable: HashMap::new(), builtin: HashSet::new(), aliases: Vec::new() };
         tree.parse_dep(&dep, &dep_path)?;
 
         if let Some(text) = read_index(&dir.join("modules.builtin"))? {
@@ -82,19 +75,15 @@ impl ModuleTree {
         if let Some(text) = read_index(&dir.join("modules.builtin.modinfo"))? {
             for record in text.split('\0') {
                 if let Some((module, alias)) = record.split_once(".alias=") {
-                    tree.aliases
-                        .push((normalise_alias(alias), normalise_name(module)));
+                    tree.aliases.push((normalise_alias(alias), normalise_name(module)));
                 }
             }
         }
         if let Some(text) = read_index(&dir.join("modules.alias"))? {
             for line in text.lines() {
                 let mut words = line.split_whitespace();
-                if let (Some("alias"), Some(pattern), Some(module)) =
-                    (words.next(), words.next(), words.next())
-                {
-                    tree.aliases
-                        .push((normalise_alias(pattern), normalise_name(module)));
+                if let (Some("alias"), Some(pattern), Some(module)) = (words.next(), words.next(), words.next()) {
+                    tree.aliases.push((normalise_alias(pattern), normalise_name(module)));
                 }
             }
         }
@@ -107,10 +96,7 @@ impl ModuleTree {
                 continue;
             }
             let Some((module, deps)) = line.split_once(':') else {
-                return Err(Error::ParseModuleDep {
-                    path: path.to_owned(),
-                    line: index + 1,
-                });
+                return Err(Error::ParseModuleDep { path: path.to_owned(), line: index + 1 });
             };
             let module = module.trim();
             let mut dep_names = Vec::new();
@@ -118,17 +104,14 @@ impl ModuleTree {
                 let name = module_name(dep);
                 // depmod gives every module its own line, but do not rely on it: a dep
                 // only named here still has a known file.
-                self.loadable.entry(name.clone()).or_insert_with(|| Entry {
-                    rel: PathBuf::from(dep),
-                    deps: Vec::new(),
-                });
+                self.loadable
+                    .entry(name.clone())
+                    .or_insert_with(|| Entry { rel: PathBuf::from(dep), deps: Vec::new() });
                 dep_names.push(name);
             }
             let name = module_name(module);
-            let entry = self.loadable.entry(name).or_insert_with(|| Entry {
-                rel: PathBuf::from(module),
-                deps: Vec::new(),
-            });
+            let entry =
+                self.loadable.entry(name).or_insert_with(|| Entry { rel: PathBuf::from(module), deps: Vec::new() });
             // The first line wins for a duplicate name, as with depmod's search order;
             // a placeholder created from a dep list takes its own line's deps.
             if entry.deps.is_empty() && entry.rel == Path::new(module) {
@@ -166,10 +149,7 @@ impl ModuleTree {
         let mut order = Vec::new();
         let mut done = HashSet::new();
         for want in wanted {
-            let missing = || Error::MissingModule {
-                name: (*want).to_owned(),
-                dir: self.dir.clone(),
-            };
+            let missing = || Error::MissingModule { name: (*want).to_owned(), dir: self.dir.clone() };
             let module = self.canonical(want).ok_or_else(missing)?;
             if self.builtin.contains(&module) {
                 continue;
@@ -195,18 +175,12 @@ impl ModuleTree {
             return Ok(());
         }
         if stack.iter().any(|m| m == module) {
-            return Err(Error::ModuleDepCycle {
-                name: module.to_owned(),
-                dir: self.dir.clone(),
-            });
+            return Err(Error::ModuleDepCycle { name: module.to_owned(), dir: self.dir.clone() });
         }
         let Some(entry) = self.loadable.get(module) else {
             // Unreachable with parse_dep's placeholders; a dependency nobody provides
             // is reported as missing rather than skipped.
-            return Err(Error::MissingModule {
-                name: module.to_owned(),
-                dir: self.dir.clone(),
-            });
+            return Err(Error::MissingModule { name: module.to_owned(), dir: self.dir.clone() });
         };
         stack.push(module.to_owned());
         for dep in &entry.deps {
@@ -214,10 +188,7 @@ impl ModuleTree {
         }
         stack.pop();
         done.insert(module.to_owned());
-        order.push(ResolvedModule {
-            name: module.to_owned(),
-            path: self.dir.join(&entry.rel),
-        });
+        order.push(ResolvedModule { name: module.to_owned(), path: self.dir.join(&entry.rel) });
         Ok(())
     }
 
@@ -241,10 +212,7 @@ fn read_index(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::ReadModuleIndex {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(Error::ReadModuleIndex { path: path.to_owned(), source }),
     }
 }
 

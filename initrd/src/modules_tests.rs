@@ -21,14 +21,8 @@ fn fixture() -> tempfile::TempDir {
          kernel/drivers/char/virtio-console.ko.gz: kernel/drivers/virtio/virtio.ko \
          kernel/drivers/virtio/virtio_ring.ko\n",
     );
-    write(
-        "modules.builtin",
-        "kernel/fs/fuse/fuse.ko\nkernel/fs/fuse/virtiofs.ko\n",
-    );
-    write(
-        "modules.builtin.modinfo",
-        "virtiofs.alias=fs-virtiofs\0virtiofs.license=GPL\0",
-    );
+    write("modules.builtin", "kernel/fs/fuse/fuse.ko\nkernel/fs/fuse/virtiofs.ko\n");
+    write("modules.builtin.modinfo", "virtiofs.alias=fs-virtiofs\0virtiofs.license=GPL\0");
     write(
         "modules.alias",
         "# Aliases extracted from modules themselves.\n\
@@ -49,12 +43,7 @@ fn assert_deps_first(tree: &ModuleTree, order: &[ResolvedModule]) {
     for (i, m) in order.iter().enumerate() {
         for dep in &tree.loadable[&m.name].deps {
             let at = pos(dep).unwrap_or_else(|| panic!("{dep} (for {}) not loaded", m.name));
-            assert!(
-                at < i,
-                "{dep} must come before {}: {:?}",
-                m.name,
-                names(order)
-            );
+            assert!(at < i, "{dep} must come before {}: {:?}", m.name, names(order));
         }
     }
     let unique: HashSet<_> = order.iter().map(|m| &m.name).collect();
@@ -70,18 +59,9 @@ fn availability_by_name_and_alias() {
     assert_eq!(tree.availability("fs-virtiofs"), Availability::Builtin);
     assert_eq!(tree.availability("fuse"), Availability::Builtin);
     assert_eq!(tree.availability("fs-9p"), module("kernel/fs/9p/9p.ko.xz"));
-    assert_eq!(
-        tree.availability("virtio:d00000009v00001AF4"),
-        module("kernel/net/9p/9pnet_virtio.ko.zst")
-    );
-    assert_eq!(
-        tree.availability("virtio_console"),
-        module("kernel/drivers/char/virtio-console.ko.gz")
-    );
-    assert_eq!(
-        tree.availability("9pnet-virtio"),
-        tree.availability("9pnet_virtio")
-    );
+    assert_eq!(tree.availability("virtio:d00000009v00001AF4"), module("kernel/net/9p/9pnet_virtio.ko.zst"));
+    assert_eq!(tree.availability("virtio_console"), module("kernel/drivers/char/virtio-console.ko.gz"));
+    assert_eq!(tree.availability("9pnet-virtio"), tree.availability("9pnet_virtio"));
     assert_eq!(tree.availability("vsock"), Availability::Missing);
     assert_eq!(tree.availability("fs-ext4"), Availability::Missing);
 }
@@ -90,29 +70,11 @@ fn availability_by_name_and_alias() {
 fn resolve_orders_dependencies_first_once_without_builtins() {
     let dir = fixture();
     let tree = ModuleTree::open(dir.path()).unwrap();
-    let order = tree
-        .resolve(&[
-            "virtio_mmio",
-            "virtio-console",
-            "fs-virtiofs",
-            "9pnet_virtio",
-            "fs-9p",
-        ])
-        .unwrap();
+    let order = tree.resolve(&["virtio_mmio", "virtio-console", "fs-virtiofs", "9pnet_virtio", "fs-9p"]).unwrap();
     assert_deps_first(&tree, &order);
     assert_eq!(
         names(&order),
-        [
-            "virtio_ring",
-            "virtio",
-            "virtio_mmio",
-            "virtio_console",
-            "9pnet",
-            "9pnet_virtio",
-            "netfs",
-            "fscache",
-            "9p"
-        ]
+        ["virtio_ring", "virtio", "virtio_mmio", "virtio_console", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p"]
     );
     assert_eq!(order[8].path, dir.path().join("kernel/fs/9p/9p.ko.xz"));
 }
@@ -135,17 +97,11 @@ fn missing_modules_dep_is_an_error_and_a_cycle_is_reported() {
 
     std::fs::write(dir.path().join("modules.dep"), "a.ko: b.ko\nb.ko: a.ko\n").unwrap();
     let tree = ModuleTree::open(dir.path()).unwrap();
-    assert!(matches!(
-        tree.resolve(&["a"]),
-        Err(Error::ModuleDepCycle { .. })
-    ));
+    assert!(matches!(tree.resolve(&["a"]), Err(Error::ModuleDepCycle { .. })));
 
     std::fs::write(dir.path().join("modules.dep"), "a.ko b.ko\n").unwrap();
     let err = ModuleTree::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, Error::ParseModuleDep { line: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, Error::ParseModuleDep { line: 1, .. }), "{err}");
 }
 
 #[test]
@@ -180,9 +136,7 @@ fn real(version: &str, wanted: &[&str], before: &[(&str, &str)]) {
             (Some(a), Some(b)) => assert!(a < b, "{first} before {then}: {:?}", names(&order)),
             // A built-in needs no ordering; the other one must then be loaded or built in.
             _ => assert!(
-                [first, then]
-                    .iter()
-                    .all(|n| pos(n).is_some() || tree.availability(n) == Availability::Builtin),
+                [first, then].iter().all(|n| pos(n).is_some() || tree.availability(n) == Availability::Builtin),
                 "{first}/{then} neither loaded nor built in: {:?}",
                 names(&order)
             ),
@@ -198,11 +152,7 @@ fn real_cloud_kernel_virtiofs() {
     real(
         "6.1.0-56-cloud-amd64",
         &["virtio_mmio", "virtio_console", "virtiofs"],
-        &[
-            ("virtio_ring", "virtio"),
-            ("virtio", "virtio_mmio"),
-            ("fuse", "virtiofs"),
-        ],
+        &[("virtio_ring", "virtio"), ("virtio", "virtio_mmio"), ("fuse", "virtiofs")],
     );
 }
 

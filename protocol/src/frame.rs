@@ -197,10 +197,7 @@ mod tests {
     fn truncated_frame_is_an_error_not_a_hang() {
         let mut wire = encode(&GuestMsg::Hello { version: 1 }).unwrap();
         wire.pop();
-        assert!(matches!(
-            FrameReader::new(&wire[..]).read_msg::<GuestMsg>(),
-            Err(FrameError::Truncated)
-        ));
+        assert!(matches!(FrameReader::new(&wire[..]).read_msg::<GuestMsg>(), Err(FrameError::Truncated)));
         assert!(decode::<GuestMsg>(&wire).unwrap().is_none());
     }
 
@@ -209,7 +206,11 @@ mod tests {
         for len in [0usize, 1, 127, 128, 16_383, 16_384, 131_072] {
             for stderr in [false, true] {
                 let data = vec![9u8; len];
-                let msg = if stderr { GuestMsg::Stderr(ByteBuf::from(data.clone())) } else { GuestMsg::Stdout(ByteBuf::from(data.clone())) };
+                let msg = if stderr {
+                    GuestMsg::Stderr(ByteBuf::from(data.clone()))
+                } else {
+                    GuestMsg::Stdout(ByteBuf::from(data.clone()))
+                };
                 let whole = encode(&msg).unwrap();
                 let h = output_frame_header(stderr, len);
                 let hl = output_header_len(&h);

@@ -11,8 +11,7 @@ pub use frame::{
     decode, encode, output_frame_header, output_header_len, write_frame, FrameError, FrameReader, MAX_FRAME,
 };
 pub use messages::{
-    ExitStatus, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, RunSpec, Security,
-    Stdio,
+    ExitStatus, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, RunSpec, Security, Stdio,
     PROTOCOL_VERSION,
 };
 

@@ -124,7 +124,14 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {} after {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.elapsed, self.stdout_str(), self.stderr)
+        write!(
+            f,
+            "exit {} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.elapsed,
+            self.stdout_str(),
+            self.stderr
+        )
     }
 }
 

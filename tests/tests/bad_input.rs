@@ -56,7 +56,17 @@ fn cases() -> Vec<(Vec<String>, &'static str)> {
         .collect();
     // A kernel without 9p, forced to 9p; and the container refusing an image.
     out.push((vec!["--kernel".into(), k.clone(), "--fs".into(), "9p".into(), "--".into(), "true".into()], "--fs 9p"));
-    out.push((vec!["-c".into(), "lxc:///".into(), "-m".into(), "host-image:/tmp/x=/etc/hostname".into(), "--".into(), "true".into()], "not supported"));
+    out.push((
+        vec![
+            "-c".into(),
+            "lxc:///".into(),
+            "-m".into(),
+            "host-image:/tmp/x=/etc/hostname".into(),
+            "--".into(),
+            "true".into(),
+        ],
+        "not supported",
+    ));
     out
 }
 
@@ -65,7 +75,10 @@ fn leftovers(launcher_pid: u32) -> Vec<String> {
         .iter()
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("virt-sandbox-run-{launcher_pid}-")) || n.starts_with(&format!("virt-sandbox-bind-{launcher_pid}-")))
+        .filter(|n| {
+            n.starts_with(&format!("virt-sandbox-run-{launcher_pid}-"))
+                || n.starts_with(&format!("virt-sandbox-bind-{launcher_pid}-"))
+        })
         .collect()
 }
 

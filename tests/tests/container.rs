@@ -10,7 +10,12 @@ const C: Backend = Backend::Container;
 
 #[test]
 fn no_capability_is_effective_or_can_be_regained() {
-    let r = C.run(&["--", "sh", "-c", "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status"]);
+    let r = C.run(&[
+        "--",
+        "sh",
+        "-c",
+        "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     for line in r.stdout_str().lines().filter(|l| l.starts_with("Cap")) {
         assert!(line.ends_with("0000000000000000"), "{line}");
@@ -34,7 +39,14 @@ fn host_pids_are_invisible() {
 
 #[test]
 fn mounting_loading_modules_and_new_user_namespaces_fail() {
-    let r = C.run(&["-S", "root", "--", "sh", "-c", "mount -t tmpfs none /mnt; echo m=$?; unshare -U true; echo u=$?; unshare -m true; echo n=$?"]);
+    let r = C.run(&[
+        "-S",
+        "root",
+        "--",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /mnt; echo m=$?; unshare -U true; echo u=$?; unshare -m true; echo n=$?",
+    ]);
     let out = r.stdout_str();
     assert!(out.contains("m=") && !out.contains("m=0"), "{r:?}");
     assert!(out.contains("u=") && !out.contains("u=0"), "{r:?}");
@@ -46,7 +58,12 @@ fn each_blocked_syscall_gives_eperm() {
     let dir = Scratch::new("syscalls");
     let exe = dir.path().join("blocked_syscalls");
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/blocked_syscalls.c");
-    let cc = std::process::Command::new("cc").args(["-O0", "-o"]).arg(&exe).arg(src).status().expect("cc is needed for this test");
+    let cc = std::process::Command::new("cc")
+        .args(["-O0", "-o"])
+        .arg(&exe)
+        .arg(src)
+        .status()
+        .expect("cc is needed for this test");
     assert!(cc.success());
     let r = C.run(&["--", exe.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -94,14 +111,19 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
 fn limits_leave_no_cgroup_behind() {
     let r = C.run(&["-n", "cg-cleanup-test", "--pids", "8", "--memory", "32M", "--", "true"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let found = std::process::Command::new("find").args(["/sys/fs/cgroup", "-maxdepth", "4", "-name", "*cg-cleanup-test*"]).output().unwrap();
+    let found = std::process::Command::new("find")
+        .args(["/sys/fs/cgroup", "-maxdepth", "4", "-name", "*cg-cleanup-test*"])
+        .output()
+        .unwrap();
     assert!(found.stdout.is_empty(), "{}", String::from_utf8_lossy(&found.stdout));
 }
 
 /// A user that exists only for these tests.
 fn test_user() -> (u32, u32) {
     let name = "vs-rootless";
-    let _ = std::process::Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/bin/sh", name]).status();
+    let _ = std::process::Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
+        .status();
     let id = |flag: &str| -> u32 {
         let o = std::process::Command::new("id").args([flag, name]).output().unwrap();
         String::from_utf8_lossy(&o.stdout).trim().parse().expect("useradd failed")
@@ -114,7 +136,8 @@ fn rootless_basics_work_as_an_unprivileged_user() {
     let (uid, gid) = test_user();
     let cache = Scratch::new("rootless-cache");
     std::fs::set_permissions(cache.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let run = |args: &[&str]| output(C.command(args).uid(uid).gid(gid).current_dir("/").env("XDG_CACHE_HOME", cache.path()));
+    let run =
+        |args: &[&str]| output(C.command(args).uid(uid).gid(gid).current_dir("/").env("XDG_CACHE_HOME", cache.path()));
     let r = run(&["--", "sh", "-c", "echo hello; echo err >&2; id -u; exit 7"]);
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(r.stdout_str(), format!("hello\n{uid}\n"));

@@ -62,7 +62,11 @@ fn a_command_that_ignores_sigterm_still_times_out_with_124() {
 #[test]
 fn a_full_cache_disk_is_a_clear_error() {
     let dir = Scratch::new("fullcache");
-    let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"]).arg(dir.path()).status().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(status.success(), "mounting a small tmpfs needs root");
     let r = output(sandbox(["--", "true"]).env("VIRT_SANDBOX_CACHE_DIR", dir.path()));
     let _ = std::process::Command::new("umount").arg(dir.path()).status();

@@ -79,7 +79,8 @@ fn is_descendant_of(pid: u32, ancestor: u32) -> bool {
     let mut p = pid;
     for _ in 0..64 {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+        let ppid =
+            stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
         match ppid {
             Some(pp) if pp == ancestor => return true,
             Some(pp) if pp > 1 => p = pp,

@@ -41,7 +41,14 @@ fn host_bind_files_belong_to_the_calling_user(b: Backend) {
 
 fn an_empty_host_bind_is_a_temporary_directory_removed_afterwards(b: Backend) {
     let mut child = b
-        .command(["-m", "host-bind:/tmp/scratch=", "--", "sh", "-c", "echo kept > /tmp/scratch/f && cat /tmp/scratch/f"])
+        .command([
+            "-m",
+            "host-bind:/tmp/scratch=",
+            "--",
+            "sh",
+            "-c",
+            "echo kept > /tmp/scratch/f && cat /tmp/scratch/f",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -59,7 +66,14 @@ fn an_empty_host_bind_is_a_temporary_directory_removed_afterwards(b: Backend) {
 }
 
 fn ram_mounts_enforce_their_size(b: Backend) {
-    let r = b.run(&["-m", "ram:/tmp/small=1M", "--", "sh", "-c", "head -c 512K /dev/zero > /tmp/small/a && echo fits; head -c 2M /dev/zero > /tmp/small/b"]);
+    let r = b.run(&[
+        "-m",
+        "ram:/tmp/small=1M",
+        "--",
+        "sh",
+        "-c",
+        "head -c 512K /dev/zero > /tmp/small/a && echo fits; head -c 2M /dev/zero > /tmp/small/b",
+    ]);
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout_str(), "fits\n");
     assert!(r.stderr.contains("No space left on device"), "{r:?}");
@@ -75,7 +89,16 @@ fn includes_arrive_with_content_and_mode(b: Backend) {
     let list = dir.path().join("list");
     std::fs::write(&list, format!("/tmp/tree={}\n", dir.path().join("tree").display())).unwrap();
     let inc = format!("/tmp/bin/run={}", f.display());
-    let r = b.run(&["-i", &inc, "-I", list.to_str().unwrap(), "--", "sh", "-c", "stat -c %a /tmp/bin/run; /tmp/bin/run; wc -c < /tmp/tree/a"]);
+    let r = b.run(&[
+        "-i",
+        &inc,
+        "-I",
+        list.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "stat -c %a /tmp/bin/run; /tmp/bin/run; wc -c < /tmp/tree/a",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout_str(), "750\nincluded\n300000\n");
 }
@@ -88,7 +111,15 @@ fn guest_bind_shows_another_sandbox_path(b: Backend) {
 
 fn overlay_writes_are_visible_inside_and_gone_after(b: Backend) {
     let marker = format!("/etc/virt-sandbox-overlay-{}-{b:?}", std::process::id());
-    let r = b.run(&["--overlay", "--", "sh", "-c", &format!("echo inside > {marker} && cat {marker} && rm /etc/hostname && test ! -e /etc/hostname && echo removed")]);
+    let r = b.run(&[
+        "--overlay",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "echo inside > {marker} && cat {marker} && rm /etc/hostname && test ! -e /etc/hostname && echo removed"
+        ),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout_str(), "inside\nremoved\n");
     assert!(!std::path::Path::new(&marker).exists());
@@ -97,7 +128,13 @@ fn overlay_writes_are_visible_inside_and_gone_after(b: Backend) {
 
 fn temporary_home_is_empty_writable_and_the_real_one_untouched(b: Backend) {
     let marker = format!("virt-sandbox-home-test-{}", std::process::id());
-    let r = b.run(&["-M", "--", "sh", "-c", &format!("ls -A $HOME | wc -l; touch $HOME/{marker} && echo wrote; ls -A /tmp | wc -l")]);
+    let r = b.run(&[
+        "-M",
+        "--",
+        "sh",
+        "-c",
+        &format!("ls -A $HOME | wc -l; touch $HOME/{marker} && echo wrote; ls -A /tmp | wc -l"),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout_str(), "0\nwrote\n0\n");
     assert!(!std::path::Path::new("/root").join(&marker).exists());
@@ -106,7 +143,16 @@ fn temporary_home_is_empty_writable_and_the_real_one_untouched(b: Backend) {
 fn homedir_and_tmpdir_persist_on_the_host(b: Backend) {
     let home = Scratch::new(&format!("home-{b:?}"));
     let tmp = Scratch::new(&format!("tmp-{b:?}"));
-    let r = b.run(&["-H", home.path().to_str().unwrap(), "-T", tmp.path().to_str().unwrap(), "--", "sh", "-c", "echo h > $HOME/h; echo t > /tmp/t"]);
+    let r = b.run(&[
+        "-H",
+        home.path().to_str().unwrap(),
+        "-T",
+        tmp.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo h > $HOME/h; echo t > /tmp/t",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(std::fs::read_to_string(home.path().join("h")).unwrap(), "h\n");
     assert_eq!(std::fs::read_to_string(tmp.path().join("t")).unwrap(), "t\n");
@@ -179,7 +225,20 @@ fn nine_p_host_bind_files_belong_to_the_command_user() {
     std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
     let k = generic_kernel();
     let spec = format!("host-bind:/mnt={}", dir.path().display());
-    let r = run(&["--kernel", k.to_str().unwrap(), "--fs", "9p", "-S", "nobody", "-m", &spec, "--", "sh", "-c", "echo x > /mnt/made"]);
+    let r = run(&[
+        "--kernel",
+        k.to_str().unwrap(),
+        "--fs",
+        "9p",
+        "-S",
+        "nobody",
+        "-m",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        "echo x > /mnt/made",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let made = std::fs::metadata(dir.path().join("made")).unwrap();
     assert_eq!((made.uid(), made.gid()), (65534, 65534));

@@ -12,7 +12,11 @@ fn one(b: Backend, dir: &std::path::Path, seed: u64) -> Result<(), String> {
     let script = format!("cat {0}; cat {0} >&2; exit {code}", file.display());
     let r = b.run(&["--", "sh", "-c", &script]);
     if r.code != code || r.stdout != data || r.stderr_raw != data {
-        return Err(format!("{b:?} seed {seed}: exit {} (want {code}), stdout {} bytes (want {size})", r.code, r.stdout.len()));
+        return Err(format!(
+            "{b:?} seed {seed}: exit {} (want {code}), stdout {} bytes (want {size})",
+            r.code,
+            r.stdout.len()
+        ));
     }
     Ok(())
 }
@@ -26,18 +30,23 @@ fn twenty_runs_sequential_and_parallel_are_byte_exact() {
         one(Backend::Vm, dir.path(), seed).unwrap();
     }
     let d = dir.path().to_path_buf();
-    let handles: Vec<_> = (10..18).map(|s| {
-        let d = d.clone();
-        std::thread::spawn(move || one(Backend::Container, &d, s))
-    }).collect();
+    let handles: Vec<_> = (10..18)
+        .map(|s| {
+            let d = d.clone();
+            std::thread::spawn(move || one(Backend::Container, &d, s))
+        })
+        .collect();
     for h in handles {
         h.join().unwrap().unwrap();
     }
     for pair in [[20u64, 21], [22, 23]] {
-        let hs: Vec<_> = pair.iter().map(|&s| {
-            let d = d.clone();
-            std::thread::spawn(move || one(Backend::Vm, &d, s))
-        }).collect();
+        let hs: Vec<_> = pair
+            .iter()
+            .map(|&s| {
+                let d = d.clone();
+                std::thread::spawn(move || one(Backend::Vm, &d, s))
+            })
+            .collect();
         for h in hs {
             h.join().unwrap().unwrap();
         }

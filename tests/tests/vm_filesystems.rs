@@ -30,7 +30,10 @@ fn nine_p_forced_runs_with_the_generic_kernel() {
 #[test]
 fn auto_picks_9p_when_virtiofsd_is_missing_and_the_kernel_has_9p() {
     let k = generic_kernel();
-    let r = output(sandbox(["--kernel", k.to_str().unwrap(), "--", "cat", "/proc/mounts"]).env("VIRTIOFSD", "/nonexistent/virtiofsd"));
+    let r = output(
+        sandbox(["--kernel", k.to_str().unwrap(), "--", "cat", "/proc/mounts"])
+            .env("VIRTIOFSD", "/nonexistent/virtiofsd"),
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(root_fstype(&r), "9p", "{r:?}");
 }

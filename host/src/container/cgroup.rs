@@ -52,14 +52,11 @@ impl Cgroup {
             })?;
             Some(mnt.join(path).join(&leaf))
         };
-        let wanted: Vec<&str> = [
-            limits.memory.map(|_| "memory"),
-            limits.pids.map(|_| "pids"),
-            limits.cpus.map(|_| "cpu"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let wanted: Vec<&str> =
+            [limits.memory.map(|_| "memory"), limits.pids.map(|_| "pids"), limits.cpus.map(|_| "cpu")]
+                .into_iter()
+                .flatten()
+                .collect();
 
         let mut cg = if wanted.iter().all(|c| v1(c).is_some()) {
             Cgroup { version: Version::V1, dirs: wanted.iter().filter_map(|c| v1(c)).collect() }
@@ -94,7 +91,8 @@ impl Cgroup {
 
     fn set(&self, file: &str, value: &str) -> Result<(), String> {
         let dir = self.dir_with(file).ok_or_else(|| format!("cgroup file {file} not found"))?;
-        std::fs::write(dir.join(file), value).map_err(|e| format!("writing {value} to {}: {e}", dir.join(file).display()))
+        std::fs::write(dir.join(file), value)
+            .map_err(|e| format!("writing {value} to {}: {e}", dir.join(file).display()))
     }
 
     fn write_limits(&self, l: &Limits) -> Result<(), String> {
@@ -157,7 +155,9 @@ impl Cgroup {
         for d in self.dirs.drain(..) {
             for _ in 0..100 {
                 match std::fs::remove_dir(&d) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5))
+                    }
                     _ => break,
                 }
             }
@@ -217,7 +217,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("user.slice")).unwrap();
         let mounts = format!("cgroup2 {} cgroup2 rw 0 0\n", d.path().display());
-        let err = Cgroup::create(&Limits { pids: Some(10), ..Default::default() }, "x", &mounts, "0::/user.slice\n").unwrap_err();
+        let err = Cgroup::create(&Limits { pids: Some(10), ..Default::default() }, "x", &mounts, "0::/user.slice\n")
+            .unwrap_err();
         assert!(err.contains("pids.max"), "{err}");
         assert_eq!(std::fs::read_to_string(d.path().join("user.slice/cgroup.subtree_control")).unwrap(), "+pids");
     }

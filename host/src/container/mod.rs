@@ -13,7 +13,7 @@ pub mod seccomp;
 use crate::exit::Outcome;
 use crate::layout::{common, scratch, TempDirs};
 use crate::mounts::UserMount;
-use crate::session::{self, Event, Limits};
+use crate::session::{self, Limits};
 use crate::spec::Spec;
 use crate::timings::Timeline;
 use crate::{initfile, proc};
@@ -36,7 +36,12 @@ pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, String
         Some(dir) => m(MountKind::Bind { source: dir.to_string_lossy().into_owned() }, "/", false),
         None => m(MountKind::HostRoot, "/", true),
     };
-    let mut list = vec![root, m(MountKind::Proc, "/proc", true), m(MountKind::Sysfs, "/sys", true), m(MountKind::MinimalDev, "/dev", true)];
+    let mut list = vec![
+        root,
+        m(MountKind::Proc, "/proc", true),
+        m(MountKind::Sysfs, "/sys", true),
+        m(MountKind::MinimalDev, "/dev", true),
+    ];
     list.extend(scratch());
     for um in &spec.mounts {
         if let Some(mount) = common(um, &spec.identity) {
@@ -118,20 +123,20 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     drop(theirs);
     timeline.mark("namespaces created, init started");
 
-    let (tx, rx) = session::events();
-    let gone = tx.clone();
-    std::thread::spawn(move || {
-        proc::wait_exit_noreap(pid);
-        let _ = gone.send(Event::SandboxGone);
-    });
+    let events = session::events(pid);
     let security = Security {
         drop_capabilities: !spec.privileged,
         no_new_privs: true,
         seccomp: programs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
     };
-    let opts = Limits { boot_timeout: START_TIMEOUT, timeout: spec.timeout, relay_stdin: stdio == Stdio::Relay, include_files };
+    let opts = Limits {
+        boot_timeout: START_TIMEOUT,
+        timeout: spec.timeout,
+        relay_stdin: stdio == Stdio::Relay,
+        include_files,
+    };
     let run = spec.run_spec(mounts, stdio, security, include_entries);
-    let outcome = session::run(ours, run, &opts, (tx, rx), timeline);
+    let outcome = session::run(ours, run, &opts, events, timeline);
 
     // Killing PID 1 of the namespace kills every process in it.
     proc::kill(pid);
@@ -154,7 +159,10 @@ mod tests {
     #[test]
     fn rootless_maps_the_caller_to_itself_and_carries_caps_for_init() {
         let m = id_map(1000, 1000, false, false).unwrap();
-        assert_eq!((m.uid_map.as_str(), m.gid_map.as_str(), m.setgroups, m.ambient_caps), ("1000 1000 1", "1000 1000 1", false, true));
+        assert_eq!(
+            (m.uid_map.as_str(), m.gid_map.as_str(), m.setgroups, m.ambient_caps),
+            ("1000 1000 1", "1000 1000 1", false, true)
+        );
         let m = id_map(1000, 100, false, true).unwrap();
         assert_eq!((m.uid_map.as_str(), m.gid_map.as_str(), m.ambient_caps), ("0 1000 1", "0 100 1", false));
     }
@@ -165,6 +173,4 @@ mod tests {
         assert!(id_map(0, 0, true, false).unwrap().setgroups);
         assert!(id_map(0, 0, false, true).is_some());
     }
-
-
 }

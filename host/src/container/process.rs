@@ -41,12 +41,14 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     let env = [CString::new(format!("VIRT_SANDBOX_CONTROL_FD={CONTROL_FD}")).map_err(|e| e.to_string())?];
     let argv = [argv0.as_ptr(), std::ptr::null()];
     let envp = [env[0].as_ptr(), std::ptr::null()];
-    let last_cap: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    let last_cap: u64 =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
 
     // Mount, pid, ipc, uts and network namespaces (network: only a loopback, down, so
     // the host's network is unreachable), plus a user namespace when asked. The cgroup
     // namespace is entered after the cgroup move, so that it is rooted there.
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET;
     if l.idmap.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
@@ -59,7 +61,15 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     if pid == 0 {
         // SAFETY: in the child; only system calls on fds and buffers prepared above.
         unsafe {
-            let errno = child(&sync_r, l.control.as_raw_fd(), memfd.as_raw_fd(), &argv, &envp, l.idmap.as_ref().is_some_and(|m| m.ambient_caps), last_cap);
+            let errno = child(
+                &sync_r,
+                l.control.as_raw_fd(),
+                memfd.as_raw_fd(),
+                &argv,
+                &envp,
+                l.idmap.as_ref().is_some_and(|m| m.ambient_caps),
+                last_cap,
+            );
             let b = errno.to_ne_bytes();
             libc::write(err_w.as_raw_fd(), b.as_ptr().cast(), 4);
             libc::_exit(127);
@@ -78,8 +88,13 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
 
     // From outside: the id maps (only a process outside may write them) ...
     if let Some(m) = &l.idmap {
-        let w = |file: &str, data: &str| std::fs::write(format!("/proc/{pid}/{file}"), data).map_err(|e| format!("writing {file} of the container: {e}"));
-        let r = w("setgroups", if m.setgroups { "allow" } else { "deny" }).and_then(|_| w("uid_map", &m.uid_map)).and_then(|_| w("gid_map", &m.gid_map));
+        let w = |file: &str, data: &str| {
+            std::fs::write(format!("/proc/{pid}/{file}"), data)
+                .map_err(|e| format!("writing {file} of the container: {e}"))
+        };
+        let r = w("setgroups", if m.setgroups { "allow" } else { "deny" })
+            .and_then(|_| w("uid_map", &m.uid_map))
+            .and_then(|_| w("gid_map", &m.gid_map));
         if let Err(e) = r {
             return fail(e);
         }
@@ -97,13 +112,24 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     // SAFETY: reading into a buffer we own; EOF (0) means the exec happened.
     let n = unsafe { libc::read(err_r.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
     if n == 4 {
-        return fail(format!("starting the container's init: {}", std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))));
+        return fail(format!(
+            "starting the container's init: {}",
+            std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))
+        ));
     }
     Ok(pid)
 }
 
 /// The child between clone and exec. Returns only on failure, with the errno.
-unsafe fn child(sync: &OwnedFd, control: RawFd, memfd: RawFd, argv: &[*const libc::c_char], envp: &[*const libc::c_char], ambient: bool, last_cap: u64) -> i32 {
+unsafe fn child(
+    sync: &OwnedFd,
+    control: RawFd,
+    memfd: RawFd,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    ambient: bool,
+    last_cap: u64,
+) -> i32 {
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
     // SAFETY: plain system calls on valid fds and prepared buffers.
     unsafe {

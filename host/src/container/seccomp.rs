@@ -6,7 +6,9 @@
 //! clone3 (its flags live in memory, so a filter cannot see CLONE_NEWUSER there; libc
 //! falls back to clone, whose flags it can see) and refuses x32 system call numbers.
 
-use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
 use std::collections::BTreeMap;
 
 /// Blocked outright: kernel, time, accounting, keyring, tracing, mounting and
@@ -71,8 +73,9 @@ pub fn programs() -> Result<Vec<Vec<u8>>, String> {
     for &(_, nr) in NEW_USERNS {
         rules.insert(nr, vec![SeccompRule::new(vec![newuser.clone()]).map_err(|e| e.to_string())?]);
     }
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
-        .map_err(|e| e.to_string())?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
+            .map_err(|e| e.to_string())?;
     let blocklist: seccompiler::BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
     let blocklist: Vec<libc::sock_filter> =
         blocklist.iter().map(|f| libc::sock_filter { code: f.code, jt: f.jt, jf: f.jf, k: f.k }).collect();
@@ -87,15 +90,15 @@ fn clone3_and_x32() -> Vec<libc::sock_filter> {
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     vec![
-        ins(LD_W_ABS, 0, 0, 4),                      // 0: arch
-        ins(JEQ, 1, 0, AUDIT_ARCH_X86_64),           // 1: x86_64 -> 3
-        ins(RET, 0, 0, libc::SECCOMP_RET_KILL_PROCESS), // 2: another ABI: kill
-        ins(LD_W_ABS, 0, 0, 0),                      // 3: syscall number
-        ins(JGE, 3, 0, X32_SYSCALL_BIT),             // 4: x32 -> 8
-        ins(JEQ, 0, 1, libc::SYS_clone3 as u32),     // 5: clone3 -> 6, else 7
+        ins(LD_W_ABS, 0, 0, 4),                                        // 0: arch
+        ins(JEQ, 1, 0, AUDIT_ARCH_X86_64),                             // 1: x86_64 -> 3
+        ins(RET, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),                // 2: another ABI: kill
+        ins(LD_W_ABS, 0, 0, 0),                                        // 3: syscall number
+        ins(JGE, 3, 0, X32_SYSCALL_BIT),                               // 4: x32 -> 8
+        ins(JEQ, 0, 1, libc::SYS_clone3 as u32),                       // 5: clone3 -> 6, else 7
         ins(RET, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32), // 6
-        ins(RET, 0, 0, libc::SECCOMP_RET_ALLOW),     // 7
-        ins(RET, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32), // 8
+        ins(RET, 0, 0, libc::SECCOMP_RET_ALLOW),                       // 7
+        ins(RET, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),  // 8
     ]
 }
 

@@ -59,10 +59,7 @@ impl SetupHeader {
             // A file too short to hold the magic is no bzImage either.
             return Err(Error::NotBzImage);
         }
-        let truncated = || Error::Truncated {
-            need: HEADER_END,
-            len: image.len(),
-        };
+        let truncated = || Error::Truncated { need: HEADER_END, len: image.len() };
         let protocol = u16_at(image, PROTOCOL_OFFSET).ok_or_else(truncated)?;
         if protocol < MIN_PROTOCOL {
             return Err(Error::OldProtocol { version: protocol });
@@ -73,19 +70,10 @@ impl SetupHeader {
             0 => 4,
             n => n,
         };
-        let mut header = SetupHeader {
-            protocol,
-            setup_sects,
-            version: None,
-            payload_offset,
-            payload_length,
-        };
+        let mut header = SetupHeader { protocol, setup_sects, version: None, payload_offset, payload_length };
         let setup_len = header.protected_mode_offset();
         if image.len() < setup_len {
-            return Err(Error::Truncated {
-                need: setup_len,
-                len: image.len(),
-            });
+            return Err(Error::Truncated { need: setup_len, len: image.len() });
         }
         let pointer = u16_at(image, KERNEL_VERSION_OFFSET).ok_or_else(truncated)?;
         header.version = version_at(&image[..setup_len], pointer)?;
@@ -136,11 +124,7 @@ impl ImageKind {
     /// Identifies the image from its first bytes (at least the setup area).
     pub fn identify(start: &[u8]) -> Result<Self, Error> {
         if start.starts_with(ELF_MAGIC) {
-            return if is_x86_64_elf(start) {
-                Ok(ImageKind::ElfVmlinux)
-            } else {
-                Err(Error::NotX86_64Elf)
-            };
+            return if is_x86_64_elf(start) { Ok(ImageKind::ElfVmlinux) } else { Err(Error::NotX86_64Elf) };
         }
         SetupHeader::parse(start).map(ImageKind::BzImage)
     }
@@ -168,19 +152,11 @@ pub(super) fn is_x86_64_elf(elf: &[u8]) -> bool {
 /// Reads just enough of the file at `path` to identify it (the setup area, not the
 /// multi-megabyte payload), naming the path in any error.
 pub fn read_image_kind(path: &Path) -> Result<ImageKind, Error> {
-    let read_error = |source| Error::ReadImage {
-        path: path.to_owned(),
-        source,
-    };
+    let read_error = |source| Error::ReadImage { path: path.to_owned(), source };
     let file = File::open(path).map_err(read_error)?;
     let mut start = Vec::with_capacity(MAX_SETUP_LEN);
-    file.take(MAX_SETUP_LEN as u64)
-        .read_to_end(&mut start)
-        .map_err(read_error)?;
-    ImageKind::identify(&start).map_err(|source| Error::BadImage {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
+    file.take(MAX_SETUP_LEN as u64).read_to_end(&mut start).map_err(read_error)?;
+    ImageKind::identify(&start).map_err(|source| Error::BadImage { path: path.to_owned(), source: Box::new(source) })
 }
 
 /// A minimal bzImage for tests: a protocol 2.15 header, `banner` as the version string,
@@ -245,45 +221,26 @@ mod tests {
         let mut image = synthetic_bzimage(BANNER, b"");
         image[MAGIC_OFFSET] = b'X';
         assert!(matches!(SetupHeader::parse(&image), Err(Error::NotBzImage)));
-        assert!(matches!(
-            SetupHeader::parse(b"#!/bin/sh\n"),
-            Err(Error::NotBzImage)
-        ));
+        assert!(matches!(SetupHeader::parse(b"#!/bin/sh\n"), Err(Error::NotBzImage)));
     }
 
     #[test]
     fn rejects_a_truncated_file() {
         let image = synthetic_bzimage(BANNER, b"");
         let err = SetupHeader::parse(&image[..0x240]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Truncated {
-                    need: 0x250,
-                    len: 0x240
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::Truncated { need: 0x250, len: 0x240 }), "{err:?}");
         // The header is whole but the setup sector it announces is cut short.
         let err = SetupHeader::parse(&image[..0x300]).unwrap_err();
-        assert!(
-            matches!(err, Error::Truncated { need: 1024, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::Truncated { need: 1024, .. }), "{err:?}");
     }
 
     #[test]
     fn rejects_a_version_pointer_out_of_range() {
         let mut image = synthetic_bzimage(BANNER, b"");
         // Points past the setup code (which ends at 1024 = 0x200 + 0x200).
-        image[KERNEL_VERSION_OFFSET..KERNEL_VERSION_OFFSET + 2]
-            .copy_from_slice(&0x0210u16.to_le_bytes());
+        image[KERNEL_VERSION_OFFSET..KERNEL_VERSION_OFFSET + 2].copy_from_slice(&0x0210u16.to_le_bytes());
         let err = SetupHeader::parse(&image).unwrap_err();
-        assert!(
-            matches!(err, Error::VersionOutOfRange { offset: 0x210 }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::VersionOutOfRange { offset: 0x210 }), "{err:?}");
     }
 
     #[test]
@@ -305,10 +262,7 @@ mod tests {
     fn rejects_a_protocol_without_payload_fields() {
         let mut image = synthetic_bzimage(BANNER, b"");
         image[PROTOCOL_OFFSET..PROTOCOL_OFFSET + 2].copy_from_slice(&0x0206u16.to_le_bytes());
-        assert!(matches!(
-            SetupHeader::parse(&image),
-            Err(Error::OldProtocol { version: 0x0206 })
-        ));
+        assert!(matches!(SetupHeader::parse(&image), Err(Error::OldProtocol { version: 0x0206 })));
     }
 
     #[test]
@@ -320,10 +274,7 @@ mod tests {
         elf[0x12] = 62;
         assert_eq!(ImageKind::identify(&elf).unwrap(), ImageKind::ElfVmlinux);
         elf[0x12] = 183; // aarch64
-        assert!(matches!(
-            ImageKind::identify(&elf),
-            Err(Error::NotX86_64Elf)
-        ));
+        assert!(matches!(ImageKind::identify(&elf), Err(Error::NotX86_64Elf)));
     }
 
     #[test]
@@ -332,16 +283,10 @@ mod tests {
         let path = dir.path().join("vmlinuz-bogus");
         std::fs::write(&path, b"not a kernel").unwrap();
         let err = read_image_kind(&path).unwrap_err();
-        assert!(
-            matches!(&err, Error::BadImage { path: p, .. } if *p == path),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::BadImage { path: p, .. } if *p == path), "{err:?}");
         assert!(err.to_string().contains("vmlinuz-bogus"), "{err}");
         let missing = dir.path().join("missing");
-        assert!(matches!(
-            read_image_kind(&missing),
-            Err(Error::ReadImage { .. })
-        ));
+        assert!(matches!(read_image_kind(&missing), Err(Error::ReadImage { .. })));
     }
 
     #[test]
@@ -354,9 +299,7 @@ mod tests {
             }
             let kind = read_image_kind(path).unwrap();
             assert_eq!(kind.version(), Some(version));
-            let ImageKind::BzImage(header) = kind else {
-                panic!("{} is not a bzImage", path.display())
-            };
+            let ImageKind::BzImage(header) = kind else { panic!("{} is not a bzImage", path.display()) };
             let len = std::fs::metadata(path).unwrap().len() as usize;
             assert!(header.payload_range().end <= len, "{header:?}");
             println!("{}: {header:?}", path.display());

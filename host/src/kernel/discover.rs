@@ -121,13 +121,7 @@ pub fn discover(
         ImageKind::BzImage(_) => ImageFormat::BzImage,
         ImageKind::ElfVmlinux => ImageFormat::ElfVmlinux,
     };
-    Ok(Kernel {
-        image,
-        format,
-        version,
-        modules_dir,
-        notice,
-    })
+    Ok(Kernel { image, format, version, modules_dir, notice })
 }
 
 /// The image path in the search order, with a notice when it is only the newest
@@ -154,10 +148,7 @@ fn find_image(
     }
     let mut looked = Vec::new();
     if !release.is_empty() {
-        let own = [
-            roots.boot.join(format!("vmlinuz-{release}")),
-            roots.usr_modules.join(release).join("vmlinuz"),
-        ];
+        let own = [roots.boot.join(format!("vmlinuz-{release}")), roots.usr_modules.join(release).join("vmlinuz")];
         for candidate in own {
             if candidate.is_file() {
                 return Ok((candidate, None));
@@ -167,10 +158,7 @@ fn find_image(
     }
     match newest_boot_image(&roots.boot)? {
         Some(path) => {
-            let notice = format!(
-                "no kernel image for the running kernel {release}; using {}",
-                path.display()
-            );
+            let notice = format!("no kernel image for the running kernel {release}; using {}", path.display());
             Ok((path, Some(notice)))
         }
         None => {
@@ -186,19 +174,11 @@ fn newest_boot_image(boot: &Path) -> Result<Option<PathBuf>, Error> {
     let entries = match std::fs::read_dir(boot) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::ListBoot {
-                path: boot.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(Error::ListBoot { path: boot.to_owned(), source }),
     };
     let mut best: Option<(String, PathBuf)> = None;
     for entry in entries {
-        let entry = entry.map_err(|source| Error::ListBoot {
-            path: boot.to_owned(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| Error::ListBoot { path: boot.to_owned(), source })?;
         let name = entry.file_name();
         let Some(version) = name.to_str().and_then(|n| n.strip_prefix("vmlinuz-")) else {
             continue;
@@ -235,10 +215,7 @@ fn modules_dir_for(version: &str, roots: &Roots) -> PathBuf {
 /// Resolves a relative user path against the current directory, as a shell would; the
 /// path is not canonicalised, so messages show it as the user wrote it, made absolute.
 fn absolute(path: &Path) -> Result<PathBuf, Error> {
-    std::path::absolute(path).map_err(|source| Error::CurrentDir {
-        path: path.to_owned(),
-        source,
-    })
+    std::path::absolute(path).map_err(|source| Error::CurrentDir { path: path.to_owned(), source })
 }
 
 /// Orders kernel versions naturally: runs of digits compare as numbers, so 6.10 is
@@ -276,9 +253,7 @@ fn runs(s: &str) -> impl Iterator<Item = &str> {
         }
         let digits = is_number(rest);
         // The first character is of the run's kind, so the run is never empty.
-        let end = rest
-            .find(|c: char| c.is_ascii_digit() != digits)
-            .unwrap_or(rest.len());
+        let end = rest.find(|c: char| c.is_ascii_digit() != digits).unwrap_or(rest.len());
         let (run, tail) = rest.split_at(end);
         rest = tail;
         Some(run)
@@ -294,12 +269,7 @@ pub fn running_release() -> String {
     if unsafe { libc::uname(&mut uts) } != 0 {
         return String::new();
     }
-    let bytes: Vec<u8> = uts
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 

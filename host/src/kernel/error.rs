@@ -65,9 +65,7 @@ pub enum Error {
     NeedKernver { path: PathBuf },
 
     /// The buffer does not carry the boot protocol's "HdrS" magic at 0x202.
-    #[error(
-        "no \"HdrS\" setup header at offset 0x202, so this is not an x86 bzImage; pass a bzImage"
-    )]
+    #[error("no \"HdrS\" setup header at offset 0x202, so this is not an x86 bzImage; pass a bzImage")]
     NotBzImage,
 
     /// The buffer ends before a field the header says is there.
@@ -84,11 +82,7 @@ pub enum Error {
 
     /// `payload_offset`/`payload_length` point past the end of the image.
     #[error("the compressed payload (bytes {start}..{end}) runs past the end of the {len}-byte image; the image is truncated, reinstall the kernel")]
-    PayloadOutOfRange {
-        start: usize,
-        end: usize,
-        len: usize,
-    },
+    PayloadOutOfRange { start: usize, end: usize, len: usize },
 
     /// The payload uses a compressor we have no decoder for.
     #[error("the kernel payload uses an unsupported compression (magic {magic}); boot the bzImage itself instead")]
@@ -107,9 +101,7 @@ pub enum Error {
     SizeMismatch { expected: u32, got: usize },
 
     /// The decompressed payload is not a 64-bit little-endian x86-64 ELF file.
-    #[error(
-        "the decompressed kernel is not an x86_64 ELF vmlinux; boot the bzImage itself instead"
-    )]
+    #[error("the decompressed kernel is not an x86_64 ELF vmlinux; boot the bzImage itself instead")]
     NotX86_64Elf,
 
     /// The vmlinux has no PVH entry point, which is the only way QEMU boots an ELF kernel.
@@ -135,9 +127,7 @@ mod tests {
 
     #[test]
     fn no_kernel_lists_every_place_and_the_fix() {
-        let err = Error::NoKernel {
-            looked: vec!["/boot".into(), "/usr/lib/modules".into()],
-        };
+        let err = Error::NoKernel { looked: vec!["/boot".into(), "/usr/lib/modules".into()] };
         assert_eq!(
             err.to_string(),
             "no kernel image found (looked in /boot, /usr/lib/modules); install one or pass --kernel PATH"

@@ -12,8 +12,6 @@ mod test_payloads;
 mod vmlinux;
 
 pub use bzimage::{read_image_kind, ImageKind, SetupHeader};
-pub use discover::{
-    compare_versions, discover, running_release, ImageFormat, Kernel, KernelRequest, Roots,
-};
+pub use discover::{compare_versions, discover, running_release, ImageFormat, Kernel, KernelRequest, Roots};
 pub use error::Error;
 pub use vmlinux::{extract_vmlinux, has_pvh_entry, payload, pvh_entry};

@@ -15,13 +15,7 @@ pub(super) fn with_size(payload: &[u8], size: usize) -> Vec<u8> {
 pub(super) fn synthetic_elf(pvh_entry: Option<u64>, align: u64) -> Vec<u8> {
     let mut notes = Vec::new();
     push_note(&mut notes, align, b"GNU\0", 3, &[0xab; 20]);
-    push_note(
-        &mut notes,
-        align,
-        b"Xen\0",
-        1,
-        &0xffff_ffff_8100_0000u64.to_le_bytes(),
-    );
+    push_note(&mut notes, align, b"Xen\0", 1, &0xffff_ffff_8100_0000u64.to_le_bytes());
     if let Some(entry) = pvh_entry {
         push_note(&mut notes, align, b"Xen\0", 18, &entry.to_le_bytes());
     }
@@ -128,11 +122,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc

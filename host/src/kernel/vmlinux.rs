@@ -41,22 +41,14 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>, Error> {
     let payload = payload(bzimage)?;
     // gzip, xz, zstd or LZ4 legacy; bzip2, lzma and lzo kernels are rare and refused.
     let compression =
-        Compression::detect(payload).ok_or_else(|| Error::UnsupportedCompression {
-            magic: hex_prefix(payload),
-        })?;
+        Compression::detect(payload).ok_or_else(|| Error::UnsupportedCompression { magic: hex_prefix(payload) })?;
     // The 4 trailing size bytes are not part of the stream (the decoders would stop
     // before them anyway); they say how long the result must be.
     let (stream, trailer) = payload.split_at(payload.len().saturating_sub(SIZE_TRAILER));
     let expected = u32_at(trailer, 0).unwrap_or_default();
-    let elf = decompress(compression, stream).map_err(|source| Error::Decompress {
-        format: compression,
-        source,
-    })?;
+    let elf = decompress(compression, stream).map_err(|source| Error::Decompress { format: compression, source })?;
     if elf.len() != expected as usize {
-        return Err(Error::SizeMismatch {
-            expected,
-            got: elf.len(),
-        });
+        return Err(Error::SizeMismatch { expected, got: elf.len() });
     }
     if !is_x86_64_elf(&elf) {
         return Err(Error::NotX86_64Elf);
@@ -142,9 +134,7 @@ mod tests {
     use std::time::Instant;
 
     use super::super::bzimage::{synthetic_bzimage, REAL_KERNELS};
-    use super::super::test_payloads::{
-        gzip_stored, lz4_legacy_literals, synthetic_elf, with_size, zstd_raw,
-    };
+    use super::super::test_payloads::{gzip_stored, lz4_legacy_literals, synthetic_elf, with_size, zstd_raw};
     use super::*;
 
     const BANNER: &str = "6.9.0-test (nobody@example) #1";
@@ -175,10 +165,7 @@ mod tests {
     fn refuses_unsupported_compression_with_the_magic() {
         let image = synthetic_bzimage(BANNER, &with_size(&[0x5d, 0, 0, 0x80, 0, 0xff], 1));
         let err = extract_vmlinux(&image).unwrap_err();
-        assert!(
-            matches!(&err, Error::UnsupportedCompression { magic } if magic == "5d 00 00 80 00 ff"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::UnsupportedCompression { magic } if magic == "5d 00 00 80 00 ff"), "{err:?}");
         assert!(err.to_string().contains("boot the bzImage itself"), "{err}");
     }
 
@@ -207,17 +194,10 @@ mod tests {
     fn checks_size_elf_and_pvh_after_decompressing() {
         let elf = synthetic_elf(Some(ENTRY), 4);
         let wrong_size = synthetic_bzimage(BANNER, &with_size(&lz4_legacy_literals(&elf), 7));
-        assert!(matches!(
-            extract_vmlinux(&wrong_size),
-            Err(Error::SizeMismatch { expected: 7, .. })
-        ));
+        assert!(matches!(extract_vmlinux(&wrong_size), Err(Error::SizeMismatch { expected: 7, .. })));
         let text = b"not an elf at all".repeat(8);
-        let not_elf =
-            synthetic_bzimage(BANNER, &with_size(&lz4_legacy_literals(&text), text.len()));
-        assert!(matches!(
-            extract_vmlinux(&not_elf),
-            Err(Error::NotX86_64Elf)
-        ));
+        let not_elf = synthetic_bzimage(BANNER, &with_size(&lz4_legacy_literals(&text), text.len()));
+        assert!(matches!(extract_vmlinux(&not_elf), Err(Error::NotX86_64Elf)));
         let bare = synthetic_elf(None, 4);
         let no_pvh = synthetic_bzimage(BANNER, &with_size(&lz4_legacy_literals(&bare), bare.len()));
         assert!(matches!(extract_vmlinux(&no_pvh), Err(Error::NoPvhEntry)));
@@ -233,8 +213,7 @@ mod tests {
             };
             let compression = Compression::detect(payload(&image).unwrap()).unwrap();
             let started = Instant::now();
-            let elf =
-                extract_vmlinux(&image).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let elf = extract_vmlinux(&image).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             let took = started.elapsed();
             assert!(elf.starts_with(b"\x7fELF"));
             let entry = pvh_entry(&elf).unwrap();

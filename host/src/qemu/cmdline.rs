@@ -60,7 +60,7 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     push(&["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]);
     push(&["-name", &c.name]);
     // virtiofs needs guest memory that virtiofsd can map: a shared memfd backend.
-    let backend = (c.share == Share::Virtiofs).then_some(",memory-backend=mem").unwrap_or("");
+    let backend = if c.share == Share::Virtiofs { ",memory-backend=mem" } else { "" };
     match c.machine {
         // rtc=on: the kernel's rtc_cmos probe costs over a second without it.
         Machine::Microvm => push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
@@ -95,8 +95,14 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
                 // through (as root) or creates as the launcher's user (as anyone else).
                 let model = if !sh.readonly && c.nine_p_passthrough { "passthrough" } else { "none" };
                 let ro = if sh.readonly { ",readonly=on" } else { "" };
-                push(&["-fsdev", &format!("local,id=fs{i},path={},security_model={model}{ro},multidevs=remap", sh.path.display())]);
-                push(&["-device", &format!("{},fsdev=fs{i},mount_tag={}", dev("virtio-9p-device", "virtio-9p-pci"), sh.tag)]);
+                push(&[
+                    "-fsdev",
+                    &format!("local,id=fs{i},path={},security_model={model}{ro},multidevs=remap", sh.path.display()),
+                ]);
+                push(&[
+                    "-device",
+                    &format!("{},fsdev=fs{i},mount_tag={}", dev("virtio-9p-device", "virtio-9p-pci"), sh.tag),
+                ]);
             }
         }
     }
@@ -154,8 +160,18 @@ mod tests {
             initrd: "/cache/initrd.cpio".into(),
             append: "console=ttyS0".into(),
             shares: vec![
-                ShareConfig { tag: ROOT_TAG.into(), path: "/".into(), readonly: true, socket: Some("/run/x/vfs0.sock".into()) },
-                ShareConfig { tag: "vs1".into(), path: "/home/u/data".into(), readonly: false, socket: Some("/run/x/vfs1.sock".into()) },
+                ShareConfig {
+                    tag: ROOT_TAG.into(),
+                    path: "/".into(),
+                    readonly: true,
+                    socket: Some("/run/x/vfs0.sock".into()),
+                },
+                ShareConfig {
+                    tag: "vs1".into(),
+                    path: "/home/u/data".into(),
+                    readonly: false,
+                    socket: Some("/run/x/vfs1.sock".into()),
+                },
             ],
             disks: vec![],
             nine_p_passthrough: true,
@@ -173,7 +189,9 @@ mod tests {
         assert!(s.starts_with("-nodefaults -no-user-config -no-reboot"));
         assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem"));
         assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
-        assert!(s.contains("-chardev socket,id=vfs0,path=/run/x/vfs0.sock -device vhost-user-fs-device,chardev=vfs0,tag=vsroot"));
+        assert!(s.contains(
+            "-chardev socket,id=vfs0,path=/run/x/vfs0.sock -device vhost-user-fs-device,chardev=vfs0,tag=vsroot"
+        ));
         assert!(s.contains("-device vhost-user-fs-device,chardev=vfs1,tag=vs1"));
         assert!(s.contains("-device virtio-serial-device"));
         assert!(s.contains("name=org.virt-sandbox.control"));
@@ -196,7 +214,9 @@ mod tests {
         let mut c = cfg(Share::NineP, Machine::Microvm);
         c.disks = vec![DiskConfig { path: "/img/a.qcow2".into(), format: "qcow2" }];
         let s = joined(&c);
-        assert!(s.contains("-drive file=/img/a.qcow2,format=qcow2,if=none,id=disk0 -device virtio-blk-device,drive=disk0"));
+        assert!(
+            s.contains("-drive file=/img/a.qcow2,format=qcow2,if=none,id=disk0 -device virtio-blk-device,drive=disk0")
+        );
     }
 
     #[test]

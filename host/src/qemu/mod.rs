@@ -12,12 +12,12 @@ mod virtiofsd;
 
 use crate::exit::Outcome;
 use crate::kernel::{self, KernelRequest, Roots};
+use crate::layout::TempDirs;
 use crate::runtime_dir::RuntimeDir;
-use crate::session::{self, Event, Limits};
+use crate::session::{self, Limits};
 use crate::spec::Spec;
 use crate::timings::Timeline;
 use crate::{accel, initfile, proc};
-use crate::layout::TempDirs;
 use cmdline::VmConfig;
 use plan::Share;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -37,8 +37,10 @@ pub fn run(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Outco
 
 fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<Outcome, String> {
     // Choose.
-    let req = KernelRequest { kernel: spec.kernel.clone(), kernver: spec.kernver.clone(), kmodpath: spec.kmodpath.clone() };
-    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| crate::exit::describe(&e))?;
+    let req =
+        KernelRequest { kernel: spec.kernel.clone(), kernver: spec.kernver.clone(), kmodpath: spec.kmodpath.clone() };
+    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host())
+        .map_err(|e| crate::exit::describe(&e))?;
     if let Some(n) = &kernel.notice {
         notice(n);
     }
@@ -70,7 +72,8 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let opts = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
-    let (initrd, hit) = virt_sandbox_initrd::cached_with(&cache, &init, &modules, &opts).map_err(|e| crate::exit::describe(&e))?;
+    let (initrd, hit) =
+        virt_sandbox_initrd::cached_with(&cache, &init, &modules, &opts).map_err(|e| crate::exit::describe(&e))?;
     timeline.mark(if hit { "initrd (cache hit)" } else { "initrd (built)" });
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
     timeline.mark("kernel image ready");
@@ -144,12 +147,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     timeline.mark("QEMU connected");
 
     // Run.
-    let (tx, rx) = session::events();
-    let gone = tx.clone();
-    std::thread::spawn(move || {
-        proc::wait_exit_noreap(qemu_pid);
-        let _ = gone.send(Event::SandboxGone);
-    });
+    let events = session::events(qemu_pid);
     let limits = Limits {
         boot_timeout: spec.boot_timeout.unwrap_or(match accel {
             accel::Chosen::Kvm => Duration::from_secs(10),
@@ -160,7 +158,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         include_files,
     };
     let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
-    let outcome = session::run(stream, run, &limits, (tx, rx), timeline);
+    let outcome = session::run(stream, run, &limits, events, timeline);
 
     // Tear down. The guest synced before reporting, so nothing is lost by killing it.
     helpers.stop();
@@ -215,7 +213,10 @@ fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, deb
     proc::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!("QEMU was not found at {} (Debian/Ubuntu: apt-get install qemu-system-x86; or set VIRT_SANDBOX_QEMU)", bin.display())
+            format!(
+                "QEMU was not found at {} (Debian/Ubuntu: apt-get install qemu-system-x86; or set VIRT_SANDBOX_QEMU)",
+                bin.display()
+            )
         } else {
             format!("starting {}: {e}", bin.display())
         }

@@ -43,7 +43,10 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
         return Err("the kernel has neither virtio_mmio nor virtio_pci, so it cannot run as a VM here; pick another with --kernel".into());
     }
     if !present("virtio_console") {
-        return Err("the kernel has no virtio_console driver, needed for the control channel; pick another with --kernel".into());
+        return Err(
+            "the kernel has no virtio_console driver, needed for the control channel; pick another with --kernel"
+                .into(),
+        );
     }
 
     let share = match fs {
@@ -58,7 +61,10 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
         }
         Fs::NineP => {
             if !all(NINEP) {
-                return Err("--fs 9p: the kernel has no 9p driver (9p, 9pnet_virtio); use --fs virtiofs or another --kernel".into());
+                return Err(
+                    "--fs 9p: the kernel has no 9p driver (9p, 9pnet_virtio); use --fs virtiofs or another --kernel"
+                        .into(),
+                );
             }
             Share::NineP
         }
@@ -68,7 +74,10 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
             } else if all(NINEP) {
                 Share::NineP
             } else if all(VIRTIOFS) {
-                return Err(format!("the kernel only supports virtiofs, but {}", virtiofsd.unwrap_or("virtiofsd is unusable")));
+                return Err(format!(
+                    "the kernel only supports virtiofs, but {}",
+                    virtiofsd.unwrap_or("virtiofsd is unusable")
+                ));
             } else {
                 return Err("the kernel has neither virtiofs nor 9p, so the host root cannot be shared; pick another with --kernel".into());
             }
@@ -88,7 +97,13 @@ mod tests {
     use std::path::PathBuf;
 
     fn kernel(mods: &'static [&'static str]) -> impl Fn(&str) -> Availability {
-        move |m: &str| if mods.contains(&m) { Availability::Module(PathBuf::from(format!("{m}.ko"))) } else { Availability::Missing }
+        move |m: &str| {
+            if mods.contains(&m) {
+                Availability::Module(PathBuf::from(format!("{m}.ko")))
+            } else {
+                Availability::Missing
+            }
+        }
     }
 
     const CLOUD: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_console", "virtiofs"];
@@ -97,7 +112,14 @@ mod tests {
     #[test]
     fn auto_prefers_virtiofs_when_kernel_and_daemon_have_it() {
         let p = plan(&kernel(GENERIC), Fs::Auto, None).unwrap();
-        assert_eq!(p, Plan { machine: Machine::Microvm, share: Share::Virtiofs, modules: vec!["virtio_mmio", "virtio_console", "virtiofs"] });
+        assert_eq!(
+            p,
+            Plan {
+                machine: Machine::Microvm,
+                share: Share::Virtiofs,
+                modules: vec!["virtio_mmio", "virtio_console", "virtiofs"]
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 const READY_WAIT: Duration = Duration::from_secs(10);
 
 /// What to do about a missing or broken virtiofsd.
-const INSTALL: &str = "the Rust virtiofsd is needed: cargo install virtiofsd --locked, or your distribution's package; or use --fs 9p";
+const INSTALL: &str =
+    "the Rust virtiofsd is needed: cargo install virtiofsd --locked, or your distribution's package; or use --fs 9p";
 
 /// Where distributions put the Rust virtiofsd, after `$VIRTIOFSD`, PATH and
 /// `~/.cargo/bin`. QEMU's older C virtiofsd (Debian 12's /usr/lib/qemu/virtiofsd) takes
@@ -20,11 +21,7 @@ const PLACES: &[&str] = &["/usr/libexec/virtiofsd", "/usr/local/bin/virtiofsd"];
 pub fn find() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("VIRTIOFSD") {
         let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("VIRTIOFSD={} does not exist ({INSTALL})", p.display()))
-        };
+        return if p.is_file() { Ok(p) } else { Err(format!("VIRTIOFSD={} does not exist ({INSTALL})", p.display())) };
     }
     if let Some(p) = proc::which("virtiofsd") {
         return Ok(p);

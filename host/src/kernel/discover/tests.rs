@@ -39,10 +39,7 @@ fn kernel_flag_comes_first() {
     put_kernel(&roots.boot.join(format!("vmlinuz-{RELEASE}")), RELEASE);
     let env = put_kernel(&dir.path().join("env-kernel"), "6.0.0-env");
     let flag = put_kernel(&dir.path().join("my-kernel"), "6.2.0-flag");
-    let req = KernelRequest {
-        kernel: Some(flag.clone()),
-        ..plain()
-    };
+    let req = KernelRequest { kernel: Some(flag.clone()), ..plain() };
     let kernel = discover(&req, Some(env), RELEASE, &roots).unwrap();
     assert_eq!(kernel.image, flag);
     assert_eq!(kernel.version, "6.2.0-flag");
@@ -53,21 +50,12 @@ fn kernel_flag_comes_first() {
 #[test]
 fn missing_kernel_flag_names_the_flag_and_the_absolute_path() {
     let (_dir, roots) = fake_host();
-    let req = KernelRequest {
-        kernel: Some(PathBuf::from("no/such/bzImage")),
-        ..plain()
-    };
+    let req = KernelRequest { kernel: Some(PathBuf::from("no/such/bzImage")), ..plain() };
     let err = discover(&req, None, RELEASE, &roots).unwrap_err();
     let expected = std::env::current_dir().unwrap().join("no/such/bzImage");
-    assert!(
-        matches!(&err, Error::KernelArgMissing { path } if *path == expected),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::KernelArgMissing { path } if *path == expected), "{err:?}");
     let message = err.to_string();
-    assert!(
-        message.contains("--kernel") && message.contains("no/such/bzImage"),
-        "{message}"
-    );
+    assert!(message.contains("--kernel") && message.contains("no/such/bzImage"), "{message}");
 }
 
 #[test]
@@ -126,19 +114,14 @@ fn newest_boot_image_comes_last_with_a_notice() {
     assert_eq!(kernel.image, newest);
     assert_eq!(kernel.version, "6.10.1");
     let notice = kernel.notice.unwrap();
-    assert!(
-        notice.contains(RELEASE) && notice.contains("vmlinuz-6.10.1"),
-        "{notice}"
-    );
+    assert!(notice.contains(RELEASE) && notice.contains("vmlinuz-6.10.1"), "{notice}");
 }
 
 #[test]
 fn no_kernel_at_all_says_what_was_tried_and_mentions_kernel_flag() {
     let (_dir, roots) = fake_host();
     let err = discover(&plain(), None, RELEASE, &roots).unwrap_err();
-    let Error::NoKernel { looked } = &err else {
-        panic!("{err:?}")
-    };
+    let Error::NoKernel { looked } = &err else { panic!("{err:?}") };
     assert_eq!(looked.len(), 3);
     let message = err.to_string();
     assert!(message.contains("--kernel"), "{message}");
@@ -156,10 +139,7 @@ fn a_bad_image_is_named() {
     let bad = roots.boot.join(format!("vmlinuz-{RELEASE}"));
     fs::write(&bad, b"garbage").unwrap();
     let err = discover(&plain(), None, RELEASE, &roots).unwrap_err();
-    assert!(
-        matches!(&err, Error::BadImage { path, .. } if *path == bad),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::BadImage { path, .. } if *path == bad), "{err:?}");
 }
 
 #[test]
@@ -188,18 +168,12 @@ fn modules_dir_follows_the_header_version() {
 fn kernver_and_kmodpath_override() {
     let (dir, roots) = fake_host();
     put_kernel(&roots.boot.join(format!("vmlinuz-{RELEASE}")), RELEASE);
-    let req = KernelRequest {
-        kernver: Some("6.5.0-custom".into()),
-        ..plain()
-    };
+    let req = KernelRequest { kernver: Some("6.5.0-custom".into()), ..plain() };
     let kernel = discover(&req, None, RELEASE, &roots).unwrap();
     assert_eq!(kernel.version, "6.5.0-custom");
     assert_eq!(kernel.modules_dir, roots.modules.join("6.5.0-custom"));
 
-    let req = KernelRequest {
-        kmodpath: Some(dir.path().join("mods")),
-        ..req
-    };
+    let req = KernelRequest { kmodpath: Some(dir.path().join("mods")), ..req };
     let kernel = discover(&req, None, RELEASE, &roots).unwrap();
     assert_eq!(kernel.modules_dir, dir.path().join("mods"));
 }
@@ -212,21 +186,12 @@ fn elf_vmlinux_needs_kernver() {
     elf[..4].copy_from_slice(b"\x7fELF");
     (elf[4], elf[5], elf[0x12]) = (2, 1, 62);
     fs::write(&vmlinux, &elf).unwrap();
-    let req = KernelRequest {
-        kernel: Some(vmlinux.clone()),
-        ..plain()
-    };
+    let req = KernelRequest { kernel: Some(vmlinux.clone()), ..plain() };
     let err = discover(&req, None, RELEASE, &roots).unwrap_err();
-    assert!(
-        matches!(&err, Error::NeedKernver { path } if *path == vmlinux),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::NeedKernver { path } if *path == vmlinux), "{err:?}");
     assert!(err.to_string().contains("--kernver"), "{err}");
 
-    let req = KernelRequest {
-        kernver: Some("6.12.0".into()),
-        ..req
-    };
+    let req = KernelRequest { kernver: Some("6.12.0".into()), ..req };
     let kernel = discover(&req, None, RELEASE, &roots).unwrap();
     assert_eq!(kernel.format, ImageFormat::ElfVmlinux);
     assert_eq!(kernel.version, "6.12.0");
@@ -241,10 +206,7 @@ fn versions_sort_naturally() {
     assert_eq!(compare_versions("6.1.0-56-amd64", "6.1.0-56-amd64"), Equal);
     assert_eq!(compare_versions("6.1", "6.1.0"), Less);
     assert_eq!(compare_versions("6.01", "6.1"), Equal);
-    assert_eq!(
-        compare_versions("5.15.0-105-generic", "5.15.0-97-generic"),
-        Greater
-    );
+    assert_eq!(compare_versions("5.15.0-105-generic", "5.15.0-97-generic"), Greater);
     assert_eq!(compare_versions("6.8.0-rc1ü", "6.8.0-rc1"), Greater);
 }
 
@@ -258,10 +220,7 @@ fn running_release_matches_proc() {
 fn discovers_on_this_host() {
     let release = running_release();
     match discover(&plain(), None, &release, &Roots::host()) {
-        Ok(kernel) => println!(
-            "running {release}: {kernel:?} modules present: {}",
-            kernel.modules_present()
-        ),
+        Ok(kernel) => println!("running {release}: {kernel:?} modules present: {}", kernel.modules_present()),
         Err(err) => println!("running {release}: no kernel here: {err}"),
     }
 }
