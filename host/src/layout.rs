@@ -38,6 +38,7 @@ pub struct TempDirs(Vec<PathBuf>);
 impl TempDirs {
     pub fn create(&mut self) -> Result<PathBuf, String> {
         let base = std::env::temp_dir();
+        sweep(&base);
         for n in 0..1000u32 {
             let p = base.join(format!("virt-sandbox-bind-{}-{n}", std::process::id()));
             match std::fs::create_dir(&p) {
@@ -57,6 +58,19 @@ impl TempDirs {
         match src {
             Some(p) => Ok(p.clone()),
             None => self.create(),
+        }
+    }
+}
+
+/// Removes temporary bind directories whose launcher is gone (killed before its drop).
+fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("virt-sandbox-bind-")) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
