@@ -10,7 +10,7 @@ use std::process::Command;
 /// spawned from the main thread, which lives as long as the launcher.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure only calls prctl, getppid and _exit, which are
+    // SAFETY: the closure only calls prctl, getppid, setsid and _exit, which are
     // async-signal-safe, as pre_exec requires.
     unsafe {
         cmd.pre_exec(move || {
@@ -21,6 +21,9 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
+            // Out of the terminal's process group: a Ctrl-C is the launcher's to forward
+            // to the command, not a signal that kills QEMU under it.
+            libc::setsid();
             Ok(())
         })
     }
