@@ -115,8 +115,15 @@ fn handle(msg: HostMsg, pid: libc::pid_t, pending: &mut Vec<u8>, eof: &mut bool)
         HostMsg::Stdin(data) => pending.extend_from_slice(&data),
         HostMsg::StdinEof => *eof = true,
         HostMsg::Signal(sig) => {
-            // SAFETY: kill(2) on our child; a bad signal number just fails with EINVAL.
-            unsafe { libc::kill(pid, sig) };
+            // To the command's whole process group (it leads its own session), as a
+            // terminal does: a shell waiting for a child only dies once the child has.
+            // SAFETY: kill(2) on our child's group, then on the child alone if the group
+            // is already gone; a bad signal number just fails with EINVAL.
+            unsafe {
+                if libc::kill(-pid, sig) != 0 {
+                    libc::kill(pid, sig);
+                }
+            }
         }
         HostMsg::WindowSize { .. } => {}
         HostMsg::Run(_) => return Err(Failure::protocol("a second Run message".into())),

@@ -9,6 +9,7 @@ on_each_backend!(
     sigterm_to_the_launcher_is_forwarded_to_the_command,
     sigkill_of_the_launcher_leaves_no_process_and_no_temp_file,
     two_sandboxes_at_once_are_both_correct,
+    ctrl_c_on_a_terminal_reaches_the_command,
 );
 
 #[test]
@@ -96,4 +97,44 @@ fn two_sandboxes_at_once_are_both_correct(b: Backend) {
     let (a, c) = (a.join().unwrap(), c.join().unwrap());
     assert_eq!((a.code, a.stdout_str().as_str(), a.stderr.as_str()), (3, "first\n", ""), "{a:?}");
     assert_eq!((c.code, c.stdout_str().as_str(), c.stderr.as_str()), (4, "", "second\n"), "{c:?}");
+}
+
+/// The launcher on a pseudo-terminal, as a user at a shell has it: Ctrl-C there goes to
+/// the command (which dies of SIGINT: 130), not to QEMU or init underneath.
+fn ctrl_c_on_a_terminal_reaches_the_command(b: Backend) {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let (mut master, slave) = {
+        let (mut m, mut s) = (0, 0);
+        // SAFETY: openpty writes two fds; null name/termios/winsize are allowed.
+        let rc = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(rc, 0);
+        // SAFETY: both fds were just opened and are ours.
+        unsafe { (std::fs::File::from(OwnedFd::from_raw_fd(m)), OwnedFd::from_raw_fd(s)) }
+    };
+    let mut cmd = b.command(["--", "sh", "-c", "echo ready; sleep 60"]);
+    cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave);
+    // SAFETY: setsid and TIOCSCTTY in the child: the pty becomes its controlling terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY as _, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "the terminal closed before 'ready': {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    master.write_all(b"\x03").unwrap();
+    let start = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", String::from_utf8_lossy(&seen));
+    assert!(start.elapsed() < Duration::from_secs(10), "{:?}: {}", start.elapsed(), String::from_utf8_lossy(&seen));
 }

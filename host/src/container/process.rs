@@ -140,6 +140,9 @@ unsafe fn child(
         if libc::read(sync.as_raw_fd(), go.as_mut_ptr().cast(), 1) != 1 {
             libc::_exit(1);
         }
+        // Out of the terminal's process group: a Ctrl-C is the launcher's to forward,
+        // and a terminal's signal would kill even a namespace's init.
+        libc::setsid();
         if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
             return errno();
         }
