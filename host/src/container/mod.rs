@@ -96,7 +96,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     let mut temp = TempDirs::default();
     let mounts = mount_plan(spec, &mut temp)?;
     let (include_entries, include_files) = session::includes(&spec.includes)?;
-    let init = initfile::load()?;
+    let (init, _) = initfile::open()?;
     let programs = seccomp::programs()?;
     timeline.mark("init and seccomp programs ready");
     // SAFETY: geteuid/getegid cannot fail.
