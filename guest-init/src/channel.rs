@@ -37,8 +37,8 @@ impl Channel {
     /// Sends the command's output straight from `data`: the frame header and the bytes
     /// go out in one writev, without building a message (the hot path).
     pub fn send_output(&mut self, stderr: bool, data: &[u8]) -> Result<(), Failure> {
-        let h = protocol::output_frame_header(stderr, data.len());
-        let header = &h[..protocol::output_header_len(&h)];
+        let (h, n) = protocol::output_frame_header(stderr, data.len());
+        let header = &h[..n];
         let total = header.len() + data.len();
         let mut done = 0;
         while done < total {

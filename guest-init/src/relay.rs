@@ -41,7 +41,7 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
             for (i, out) in outputs.iter_mut().enumerate() {
                 if let Some(fd) = out.take() {
                     set_nonblocking(fd.as_raw_fd())?;
-                    while forward(chan, &fd, i, &mut buf)? {}
+                    while forward_fd(chan, fd.as_raw_fd(), i, &mut buf)? {}
                 }
             }
             return Ok(st);
@@ -170,10 +170,6 @@ fn forward_fd(chan: &mut Channel, fd: RawFd, i: usize, buf: &mut [u8]) -> Result
     }
     chan.send_output(i == 1, &buf[..n as usize])?;
     Ok(true)
-}
-
-fn forward(chan: &mut Channel, fd: &OwnedFd, i: usize, buf: &mut [u8]) -> Result<bool, Failure> {
-    forward_fd(chan, fd.as_raw_fd(), i, buf)
 }
 
 /// Writes what the pipe takes without blocking; false when the reader is gone.

@@ -179,37 +179,39 @@ pub fn is_writable(path: &Path, mounts: &[UserMount], overlay: bool) -> bool {
         || mounts.iter().any(|m| m.writable() && path.starts_with(m.dst()))
 }
 
-/// The includes as the guest's entries (directories walked, parents first), with the
-/// host file for each file entry.
-pub fn expand_includes(includes: &[Include]) -> Result<Vec<(protocol::IncludeEntry, Option<PathBuf>)>, String> {
+/// The run spec's include entries (directories walked, parents first), and the host
+/// file with its size for each file entry, in the same order, to stream after the spec.
+pub type IncludePlan = (Vec<protocol::IncludeEntry>, Vec<(PathBuf, u64)>);
+
+pub fn expand_includes(includes: &[Include]) -> Result<IncludePlan, String> {
     use std::os::unix::fs::PermissionsExt;
-    fn walk(guest: &Path, host: &Path, out: &mut Vec<(protocol::IncludeEntry, Option<PathBuf>)>) -> Result<(), String> {
+    fn walk(guest: &Path, host: &Path, plan: &mut IncludePlan) -> Result<(), String> {
         let meta = std::fs::metadata(host).map_err(|e| format!("include {}: {e}", host.display()))?;
         let path = guest.to_string_lossy().into_owned();
         let mode = meta.permissions().mode() & 0o7777;
         if meta.is_dir() {
-            out.push((protocol::IncludeEntry { path, mode, kind: protocol::IncludeKind::Dir }, None));
+            plan.0.push(protocol::IncludeEntry { path, mode, kind: protocol::IncludeKind::Dir });
             let mut names: Vec<_> = std::fs::read_dir(host)
                 .map_err(|e| format!("include {}: {e}", host.display()))?
                 .filter_map(|e| e.ok().map(|e| e.file_name()))
                 .collect();
             names.sort();
             for n in names {
-                walk(&guest.join(&n), &host.join(&n), out)?;
+                walk(&guest.join(&n), &host.join(&n), plan)?;
             }
         } else if meta.is_file() {
-            let kind = protocol::IncludeKind::File { size: meta.len() };
-            out.push((protocol::IncludeEntry { path, mode, kind }, Some(host.to_path_buf())));
+            plan.0.push(protocol::IncludeEntry { path, mode, kind: protocol::IncludeKind::File { size: meta.len() } });
+            plan.1.push((host.to_path_buf(), meta.len()));
         } else {
             return Err(format!("include {}: only files and directories can be included", host.display()));
         }
         Ok(())
     }
-    let mut out = Vec::new();
+    let mut plan = (Vec::new(), Vec::new());
     for i in includes {
-        walk(&i.guest, &i.host, &mut out)?;
+        walk(&i.guest, &i.host, &mut plan)?;
     }
-    Ok(out)
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -51,22 +51,6 @@ pub struct Limits {
     pub include_files: Vec<(PathBuf, u64)>,
 }
 
-/// The run spec's include entries and the host files to stream for them.
-/// The run spec's include entries, and the host files (with sizes) to stream for them.
-pub type Includes = (Vec<protocol::IncludeEntry>, Vec<(PathBuf, u64)>);
-
-pub fn includes(list: &[crate::mounts::Include]) -> Result<Includes, String> {
-    let mut entries = Vec::new();
-    let mut files = Vec::new();
-    for (entry, host) in crate::mounts::expand_includes(list)? {
-        if let (Some(host), protocol::IncludeKind::File { size }) = (host, entry.kind) {
-            files.push((host, size));
-        }
-        entries.push(entry);
-    }
-    Ok((entries, files))
-}
-
 /// Streams each include file as exactly its announced size; the guest counts bytes.
 fn send_includes(writer: &Mutex<UnixStream>, files: &[(PathBuf, u64)]) -> Result<(), String> {
     let mut buf = vec![0u8; MAX_CHUNK];

@@ -36,7 +36,8 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 /// The frame header for a `GuestMsg::Stdout`/`Stderr` (`stderr` false/true) carrying
 /// `len` bytes: exactly what [`encode`] puts before those bytes, so that a sender can
 /// write header and data from its own buffer without copying them into a message.
-pub fn output_frame_header(stderr: bool, len: usize) -> [u8; 4 + 1 + 5] {
+/// Returns the header buffer and how many of its bytes are the header.
+pub fn output_frame_header(stderr: bool, len: usize) -> ([u8; 4 + 1 + 5], usize) {
     // postcard: the variant index and the byte string's length as varints, then bytes.
     let variant: u8 = if stderr { 2 } else { 1 };
     let mut h = [0u8; 10];
@@ -57,14 +58,7 @@ pub fn output_frame_header(stderr: bool, len: usize) -> [u8; 4 + 1 + 5] {
     }
     let frame_len = (n - 4 + len) as u32;
     h[..4].copy_from_slice(&frame_len.to_le_bytes());
-    // Unused tail bytes stay zero; the caller writes only `header_len` of them.
-    h[9] = n as u8;
-    h
-}
-
-/// How many bytes of [`output_frame_header`]'s array are the header.
-pub fn output_header_len(h: &[u8; 10]) -> usize {
-    h[9] as usize
+    (h, n)
 }
 
 /// Writes one message as a frame in a single `write_all`.
@@ -212,8 +206,7 @@ mod tests {
                     GuestMsg::Stdout(ByteBuf::from(data.clone()))
                 };
                 let whole = encode(&msg).unwrap();
-                let h = output_frame_header(stderr, len);
-                let hl = output_header_len(&h);
+                let (h, hl) = output_frame_header(stderr, len);
                 assert_eq!(&whole[..hl], &h[..hl], "len {len}");
                 assert_eq!(&whole[hl..], &data[..]);
             }

@@ -95,7 +95,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     timeline.same_kernel();
     let mut temp = TempDirs::default();
     let mounts = mount_plan(spec, &mut temp)?;
-    let (include_entries, include_files) = session::includes(&spec.includes)?;
+    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
     let (init, _) = initfile::open()?;
     let programs = seccomp::programs()?;
     timeline.mark("init and seccomp programs ready");

@@ -34,17 +34,20 @@ impl Tail {
         })
     }
 
+    /// What is kept, as text without carriage returns.
+    fn text(&self) -> String {
+        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).replace('\r', "")
+    }
+
     /// The first kept line that contains one of `needles`, trimmed.
     pub fn find_line(&self, needles: &[&str]) -> Option<String> {
-        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let text = String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).replace('\r', "");
-        text.lines().find(|l| needles.iter().any(|n| l.contains(n))).map(|l| l.trim().to_string())
+        self.text().lines().find(|l| needles.iter().any(|n| l.contains(n))).map(|l| l.trim().to_string())
     }
 
     /// The last `lines` lines, without carriage returns.
     pub fn last_lines(&self, lines: usize) -> String {
-        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let text = String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).replace('\r', "");
+        let text = self.text();
         let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }

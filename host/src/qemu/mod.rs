@@ -68,7 +68,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         Some(t) => t.resolve(&wanted).map_err(|e| crate::exit::describe(&e))?,
         None => Vec::new(),
     };
-    let (include_entries, include_files) = crate::session::includes(&spec.includes)?;
+    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let opts = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
