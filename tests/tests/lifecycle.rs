@@ -132,6 +132,9 @@ fn ctrl_c_on_a_terminal_reaches_the_command(b: Backend) {
         assert!(n > 0, "the terminal closed before 'ready': {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
+    // "ready" is printed just before the shell forks `sleep`; a Ctrl-C in between would
+    // find only the shell, which (as dash does) waits for the child it then starts.
+    std::thread::sleep(Duration::from_millis(500));
     master.write_all(b"\x03").unwrap();
     let start = std::time::Instant::now();
     let status = child.wait().unwrap();
