@@ -49,6 +49,10 @@ pub struct Limits {
     pub relay_stdin: bool,
     /// The host files behind the run spec's file includes, in order, with their sizes.
     pub include_files: Vec<(PathBuf, u64)>,
+    /// The channel keeps what is written before init reads it (a container's
+    /// socketpair), so the run spec goes out before init's Hello instead of a round
+    /// trip after it. A VM's serial port does not promise that before the guest opens it.
+    pub send_before_hello: bool,
 }
 
 /// Streams each include file as exactly its announced size; the guest counts bytes.
@@ -99,6 +103,13 @@ pub fn run(
     spawn_reader(stream, tx.clone());
     spawn_signals(tx.clone());
 
+    let send_spec = |spec: RunSpec| send(&writer, &HostMsg::Run(Box::new(spec))).is_ok();
+    const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
+    let mut spec = Some(spec);
+    if limits.send_before_hello && !send_spec(spec.take().expect("not sent yet")) {
+        return explain(&rx, SPEC_NOT_TAKEN);
+    }
+
     // Boot watchdog: no word from init in time means the boot hung.
     let boot_deadline = Instant::now() + limits.boot_timeout;
     match wait(&rx, Some(boot_deadline)) {
@@ -117,9 +128,13 @@ pub fn run(
         Some(Event::Signal(n)) => return Outcome::Interrupted(n),
         Some(other) => return before_exit(other, &rx),
     }
-    if send(&writer, &HostMsg::Run(Box::new(spec))).is_err() {
-        return explain(&rx, "the sandbox closed its control channel before taking the run spec");
+    if let Some(spec) = spec {
+        if !send_spec(spec) {
+            return explain(&rx, SPEC_NOT_TAKEN);
+        }
     }
+    // After Hello: init is reading, so a large include cannot block us before the
+    // watchdog has had its say.
     if let Err(e) = send_includes(&writer, &limits.include_files) {
         return Outcome::failed(e);
     }

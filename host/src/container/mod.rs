@@ -133,6 +133,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
         boot_timeout: START_TIMEOUT,
         timeout: spec.timeout,
         relay_stdin: stdio == Stdio::Relay,
+        send_before_hello: true,
         include_files,
     };
     let run = spec.run_spec(mounts, stdio, security, include_entries);
