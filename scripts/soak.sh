@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}; par=${2:-8}; which=${3:-both}
-vs=$PWD/target/release/virt-sandbox
+vs=$PWD/target/x86_64-unknown-linux-gnu/release/virt-sandbox
 cloud=$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -1)
 work=$(mktemp -d /var/cache/virt-sandbox-soak.XXXXXX)   # visible inside (not a tmpfs there)
 chmod 755 "$work"

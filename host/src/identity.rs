@@ -1,7 +1,5 @@
-//! Who the command runs as: users resolved on the host through NSS (the guest has no
-//! user database of its own that we could trust to match).
-
-use std::ffi::{CStr, CString};
+//! Who the command runs as: users resolved on the host (the guest has no user database
+//! of its own that we could trust to match).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -19,62 +17,65 @@ pub trait UserDb {
     fn groups(&self, user: &User) -> Vec<u32>;
 }
 
-/// The host's NSS.
+/// The host's user database: `/etc/passwd` and `/etc/group` first, then `getent` for
+/// anyone they do not list (LDAP, sssd, systemd-homed). The launcher is linked
+/// statically, and a static glibc must not load NSS modules itself (a miss that reaches
+/// one crashed it here), so those answers come from a dynamically linked `getent`.
 pub struct HostUsers;
 
 impl UserDb for HostUsers {
     fn by_name(&self, name: &str) -> Option<User> {
-        let name = CString::new(name).ok()?;
-        lookup(|pwd, buf, res| {
-            // SAFETY: all pointers are valid for the call; buf's length is passed.
-            unsafe { libc::getpwnam_r(name.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), res) }
-        })
+        let found = std::fs::read_to_string("/etc/passwd").ok().and_then(|db| passwd_entry(&db, |u| u.name == name));
+        found.or_else(|| getent(&["passwd", name]).and_then(|out| passwd_entry(&out, |u| u.name == name)))
     }
 
     fn by_uid(&self, uid: u32) -> Option<User> {
-        lookup(|pwd, buf, res| {
-            // SAFETY: as above.
-            unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), res) }
-        })
+        let found = std::fs::read_to_string("/etc/passwd").ok().and_then(|db| passwd_entry(&db, |u| u.uid == uid));
+        found.or_else(|| getent(&["passwd", &uid.to_string()]).and_then(|out| passwd_entry(&out, |u| u.uid == uid)))
     }
 
     fn groups(&self, user: &User) -> Vec<u32> {
-        let Ok(name) = CString::new(user.name.as_str()) else { return vec![user.gid] };
-        let mut n: libc::c_int = 64;
-        loop {
-            let mut groups = vec![0 as libc::gid_t; n as usize];
-            let cap = n;
-            // SAFETY: groups has room for n entries; n is updated to the needed count.
-            let r = unsafe { libc::getgrouplist(name.as_ptr(), user.gid, groups.as_mut_ptr(), &mut n) };
-            if r >= 0 {
-                groups.truncate(n as usize);
-                return groups;
-            }
-            if n <= cap {
-                n = cap * 2;
-            }
+        let mut groups = vec![user.gid];
+        if let Some(db) = std::fs::read_to_string("/etc/group").ok() {
+            groups.extend(member_of(&db, &user.name));
         }
+        // "initgroups" asks every NSS service, as login does.
+        if let Some(out) = getent(&["initgroups", &user.name]) {
+            groups.extend(out.split_whitespace().skip(1).filter_map(|g| g.parse::<u32>().ok()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        groups.retain(|g| seen.insert(*g));
+        groups
     }
 }
 
-fn lookup(
-    call: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
-) -> Option<User> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: passwd is plain data; zeroed is a valid initial value.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut res = std::ptr::null_mut();
-    if call(&mut pwd, &mut buf, &mut res) != 0 || res.is_null() {
+/// The first `passwd(5)` line whose user matches.
+fn passwd_entry(db: &str, matches: impl Fn(&User) -> bool) -> Option<User> {
+    db.lines().filter_map(parse_passwd).find(|u| matches(u))
+}
+
+fn parse_passwd(line: &str) -> Option<User> {
+    let f: Vec<&str> = line.split(':').collect();
+    if f.len() < 7 || f[0].is_empty() || f[0].starts_with('#') {
         return None;
     }
-    // SAFETY: on success pw_name and pw_dir point at NUL-terminated strings inside buf.
-    let (name, home) = unsafe { (CStr::from_ptr(pwd.pw_name), CStr::from_ptr(pwd.pw_dir)) };
-    Some(User {
-        name: name.to_string_lossy().into_owned(),
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
-        home: home.to_string_lossy().into_owned(),
-    })
+    Some(User { name: f[0].into(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].into() })
+}
+
+/// The gids of the `group(5)` lines that list `name` as a member.
+fn member_of(db: &str, name: &str) -> Vec<u32> {
+    db.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4 && f[3].split(',').any(|m| m == name)).then(|| f[2].parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// `getent DATABASE KEY`'s output, when it found something.
+fn getent(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("getent").args(args).stderr(std::process::Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The calling process's supplementary groups.
@@ -89,4 +90,32 @@ pub fn current_groups() -> Vec<u32> {
     let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
     groups.truncate(n.max(0) as usize);
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\n# a comment\nbroken line\nalice:x:1000:100:Alice:/home/alice:/bin/sh\n";
+
+    #[test]
+    fn passwd_lines_by_name_and_uid() {
+        let alice = passwd_entry(PASSWD, |u| u.name == "alice").unwrap();
+        assert_eq!(alice, User { name: "alice".into(), uid: 1000, gid: 100, home: "/home/alice".into() });
+        assert_eq!(passwd_entry(PASSWD, |u| u.uid == 0).unwrap().name, "root");
+        assert!(passwd_entry(PASSWD, |u| u.name == "bob").is_none());
+    }
+
+    #[test]
+    fn group_membership_is_by_exact_name() {
+        let db = "wheel:x:10:root,alice\naudio:x:29:alicex\nvideo:x:44:bob,alice\n";
+        assert_eq!(member_of(db, "alice"), vec![10, 44]);
+    }
+
+    #[test]
+    fn the_host_database_knows_root_and_not_a_made_up_name() {
+        assert_eq!(HostUsers.by_uid(0).unwrap().name, "root");
+        assert!(HostUsers.by_name("no-such-user-virt-sandbox").is_none());
+    }
 }

@@ -11,8 +11,13 @@ pub fn candidates(exe: &Path, env: Option<PathBuf>) -> Vec<PathBuf> {
     let mut c: Vec<PathBuf> = env.into_iter().collect();
     if let Some(dir) = exe.parent() {
         c.push(dir.join(NAME));
-        // target/{release,debug}/virt-sandbox -> target/<triple>/init/virt-sandbox-init
-        if let Some(target) = dir.parent() {
+        // target/{release,debug}/virt-sandbox, or target/<triple>/release/virt-sandbox
+        // (the static build) -> target/<triple>/init/virt-sandbox-init
+        let mut target = dir.parent();
+        if target.and_then(Path::file_name).is_some_and(|n| n.to_string_lossy().contains("-linux-")) {
+            target = target.and_then(Path::parent);
+        }
+        if let Some(target) = target {
             for triple in ["x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"] {
                 c.push(target.join(triple).join("init").join(NAME));
             }
@@ -91,6 +96,8 @@ mod tests {
     fn looks_beside_the_launcher_and_in_the_cargo_tree() {
         let c = candidates(Path::new("/src/target/release/virt-sandbox"), None);
         assert_eq!(c[0], PathBuf::from("/src/target/release/virt-sandbox-init"));
+        assert!(c.contains(&PathBuf::from("/src/target/x86_64-unknown-linux-musl/init/virt-sandbox-init")));
+        let c = candidates(Path::new("/src/target/x86_64-unknown-linux-gnu/release/virt-sandbox"), None);
         assert!(c.contains(&PathBuf::from("/src/target/x86_64-unknown-linux-musl/init/virt-sandbox-init")));
         let c = candidates(Path::new("/x/virt-sandbox"), Some("/custom/init".into()));
         assert_eq!(c[0], PathBuf::from("/custom/init"));

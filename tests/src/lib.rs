@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The launcher under test: `$VIRT_SANDBOX_BIN`, else the workspace's release build.
+/// The launcher under test: `$VIRT_SANDBOX_BIN`, else the static release build that
+/// scripts/setup.sh makes.
 pub fn bin() -> PathBuf {
     if let Some(p) = std::env::var_os("VIRT_SANDBOX_BIN") {
         return PathBuf::from(p);
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/virt-sandbox");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/release/virt-sandbox");
     assert!(p.is_file(), "{} is missing: run scripts/test.sh, which builds it", p.display());
     p
 }
