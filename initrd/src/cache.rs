@@ -12,7 +12,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,12 +93,13 @@ pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<Pat
         return Err(write_error(why));
     }
     ensure_dir(dir)?;
-    let (tmp_path, mut file) = create_temp(dir, file_name).map_err(write_error)?;
+    let (tmp_path, file) = create_temp(dir, file_name).map_err(write_error)?;
     // Synced before the rename: after a crash, the name holds the whole file or nothing,
     // never an empty file that a later launch would take for a hit. Misses are rare, so
     // the cost of the sync is too.
-    let written =
-        file.write_all(bytes).and_then(|()| file.sync_data()).and_then(|()| fs::rename(&tmp_path, dir.join(file_name)));
+    let written = write_sparse(&file, bytes)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| fs::rename(&tmp_path, dir.join(file_name)));
     if let Err(source) = written {
         // The temporary file is ours and useless now; a failure to remove it changes
         // nothing for the caller, who gets the write error.
@@ -106,6 +107,33 @@ pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<Pat
         return Err(write_error(source));
     }
     Ok(dir.join(file_name))
+}
+
+/// Writes `bytes` at the start of the empty `file`, leaving holes where whole pages are
+/// zero: four in ten of a vmlinux's pages are (bss, alignment), and neither the page
+/// cache nor the disk need to hold them. Holes read back as zeros.
+fn write_sparse(file: &fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    let len = bytes.len();
+    let is_zero = |at: usize| bytes[at..(at + PAGE).min(len)].iter().fold(0u8, |acc, &b| acc | b) == 0;
+    let mut at = 0;
+    while at < len {
+        // A run of pages with data, written at once ...
+        let start = at;
+        while at < len && !is_zero(at) {
+            at += PAGE;
+        }
+        let end = at.min(len);
+        if end > start {
+            file.write_all_at(&bytes[start..end], start as u64)?;
+        }
+        // ... then a run of zero pages, left as a hole.
+        while at < len && is_zero(at) {
+            at += PAGE;
+        }
+    }
+    file.set_len(len as u64)
 }
 
 /// Creates a new, uniquely named hidden file in `dir` for `file_name`'s content.
@@ -190,6 +218,22 @@ mod tests {
             fake_module(dir, "virtio.ko.gz", b"virtio body"),
             fake_module(dir, "virtio_mmio.ko", b"mmio"),
         ]
+    }
+
+    #[test]
+    fn stored_files_read_back_whole_with_their_zero_pages_as_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Data, 64 zero pages, a partial data page, a zero tail shorter than a page.
+        let mut bytes = vec![7u8; 5000];
+        bytes.resize(5000 + 64 * 4096, 0);
+        bytes.extend_from_slice(&[1, 2, 3]);
+        bytes.resize(bytes.len() + 100, 0);
+        let path = store_atomically(dir.path(), "sparse.bin", &bytes).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        let allocated = fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(allocated < bytes.len() as u64 / 2, "{allocated} bytes allocated for {}", bytes.len());
+        let zeros = store_atomically(dir.path(), "zeros.bin", &[0u8; 10000]).unwrap();
+        assert_eq!(fs::read(&zeros).unwrap(), vec![0u8; 10000]);
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub(crate) fn module_bytes_from(path: &Path, raw: &[u8]) -> Result<Vec<u8>, Erro
         return Ok(raw.to_vec());
     }
     let bytes =
-        decode(format, raw).map_err(|source| Error::DecompressModule { path: path.to_owned(), format, source })?;
+        decode(format, raw, 0).map_err(|source| Error::DecompressModule { path: path.to_owned(), format, source })?;
     if !bytes.starts_with(ELF_MAGIC) {
         return Err(Error::ModuleNotElf { path: path.to_owned() });
     }
@@ -125,7 +125,14 @@ pub(crate) fn module_bytes_from(path: &Path, raw: &[u8]) -> Result<Vec<u8>, Erro
 
 /// Decompresses `data` in `format` (a copy of it for [`Compression::Plain`]).
 pub fn decompress(format: Compression, data: &[u8]) -> Result<Vec<u8>, Error> {
-    decode(format, data).map_err(|source| Error::Decompress { format, source })
+    decode(format, data, 0).map_err(|source| Error::Decompress { format, source })
+}
+
+/// [`decompress`] when the result's size is known beforehand (a bzImage says it): the
+/// output is allocated once, and LZ4 blocks decode straight into place. Only a hint:
+/// the result is whatever the data holds.
+pub fn decompress_expecting(format: Compression, data: &[u8], size: usize) -> Result<Vec<u8>, Error> {
+    decode(format, data, size).map_err(|source| Error::Decompress { format, source })
 }
 
 /// Decompresses gzip data: one member and any members that directly follow.
@@ -155,13 +162,15 @@ pub fn unlz4_legacy(data: &[u8]) -> Result<Vec<u8>, Error> {
     decompress(Compression::Lz4Legacy, data)
 }
 
-fn decode(format: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
+fn decode(format: Compression, data: &[u8], size_hint: usize) -> io::Result<Vec<u8>> {
+    // Room for the whole result up front: growing a 50 MB vector copies it again.
+    let out = || Vec::with_capacity(size_hint.max(data.len() * 4));
     match format {
         Compression::Plain => Ok(data.to_vec()),
-        Compression::Gzip => decode_gzip(data),
-        Compression::Xz => decode_xz(data),
-        Compression::Zstd => decode_zstd(data),
-        Compression::Lz4Legacy => decode_lz4_legacy(data),
+        Compression::Gzip => decode_gzip(data, out()),
+        Compression::Xz => decode_xz(data, out()),
+        Compression::Zstd => decode_zstd(data, out()),
+        Compression::Lz4Legacy => decode_lz4_legacy(data, size_hint),
     }
 }
 
@@ -169,8 +178,7 @@ fn invalid(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-fn decode_gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
+fn decode_gzip(data: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let mut rest = data;
     loop {
         // The bufread decoder consumes exactly one member, so `rest` is what follows.
@@ -183,8 +191,7 @@ fn decode_gzip(data: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-fn decode_xz(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
+fn decode_xz(data: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let mut rest = data;
     loop {
         // One stream at a time: the reader's own multi-stream mode rejects trailing
@@ -202,8 +209,7 @@ fn decode_xz(data: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-fn decode_zstd(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
+fn decode_zstd(data: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let mut rest = data;
     let mut first = true;
     loop {
@@ -232,14 +238,16 @@ fn decode_zstd(data: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-fn decode_lz4_legacy(data: &[u8]) -> io::Result<Vec<u8>> {
+fn decode_lz4_legacy(data: &[u8], size_hint: usize) -> io::Result<Vec<u8>> {
     let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     if data.len() < 4 || le32(data) != LZ4_LEGACY_MAGIC {
         return Err(invalid("the data does not start with the LZ4 legacy magic"));
     }
     let mut rest = &data[4..];
-    let mut out = Vec::with_capacity(data.len() * 3);
-    let mut block = vec![0u8; LZ4_LEGACY_BLOCK];
+    // Zeroed by the allocator (fresh pages, touched only as blocks land in them), so
+    // every block decodes straight into its place: no staging copy.
+    let mut out = vec![0u8; size_hint];
+    let mut len = 0;
     // A 4-byte size with no data after it cannot start a block: that is trailing data.
     while rest.len() > 4 {
         let size = le32(rest);
@@ -253,10 +261,13 @@ fn decode_lz4_legacy(data: &[u8]) -> io::Result<Vec<u8>> {
         }
         let chunk =
             rest.get(4..4 + size).ok_or_else(|| invalid("an LZ4 legacy block runs past the end of the data"))?;
-        let n = lz4_flex::block::decompress_into(chunk, &mut block).map_err(invalid)?;
-        out.extend_from_slice(&block[..n]);
+        if out.len() < len + LZ4_LEGACY_BLOCK {
+            out.resize(len + LZ4_LEGACY_BLOCK, 0);
+        }
+        len += lz4_flex::block::decompress_into(chunk, &mut out[len..len + LZ4_LEGACY_BLOCK]).map_err(invalid)?;
         rest = &rest[4 + size..];
     }
+    out.truncate(len);
     Ok(out)
 }
 

@@ -7,7 +7,7 @@
 //! image that fails any step here is still bootable as a bzImage, and every error says so.
 //! The caller extracts once and caches the result beside the initrd.
 
-use virt_sandbox_initrd::decompress::{decompress, Compression};
+use virt_sandbox_initrd::decompress::{decompress_expecting, Compression};
 
 use super::bzimage::{is_x86_64_elf, SetupHeader};
 use super::le::{slice_at, u16_at, u32_at, u64_at};
@@ -46,7 +46,8 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>, Error> {
     // before them anyway); they say how long the result must be.
     let (stream, trailer) = payload.split_at(payload.len().saturating_sub(SIZE_TRAILER));
     let expected = u32_at(trailer, 0).unwrap_or_default();
-    let elf = decompress(compression, stream).map_err(|source| Error::Decompress { format: compression, source })?;
+    let elf = decompress_expecting(compression, stream, expected as usize)
+        .map_err(|source| Error::Decompress { format: compression, source })?;
     if elf.len() != expected as usize {
         return Err(Error::SizeMismatch { expected, got: elf.len() });
     }
