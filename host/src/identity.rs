@@ -36,7 +36,7 @@ impl UserDb for HostUsers {
 
     fn groups(&self, user: &User) -> Vec<u32> {
         let mut groups = vec![user.gid];
-        if let Some(db) = std::fs::read_to_string("/etc/group").ok() {
+        if let Ok(db) = std::fs::read_to_string("/etc/group") {
             groups.extend(member_of(&db, &user.name));
         }
         // "initgroups" asks every NSS service, as login does.
