@@ -128,6 +128,10 @@ pub fn kernel_append(machine: Machine, accel: Chosen, debug: bool, tsc_khz: Opti
     }
     // An init failure or a panic must end the VM, not leave it spinning.
     p.push("oops=panic");
+    // The crypto self-tests of every built-in algorithm: ~0.5 s of a TCG boot (the
+    // largest initcall, crypto_algapi_init), for a kernel that is booted thousands of
+    // times unchanged. A kernel in FIPS mode runs them regardless.
+    p.push("cryptomgr.notests");
     if debug {
         p.push("loglevel=7");
     } else {
@@ -230,7 +234,7 @@ mod tests {
     fn kernel_command_line() {
         let a = kernel_append(Machine::Microvm, Chosen::Tcg, false, Some(2_400_000));
         assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
-        assert!(a.contains("mitigations=off"));
+        assert!(a.contains("mitigations=off") && a.contains("cryptomgr.notests"));
         let k = kernel_append(Machine::Q35, Chosen::Kvm, true, None);
         assert!(k.contains("loglevel=7") && !k.contains("mitigations"));
     }
