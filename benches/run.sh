@@ -45,7 +45,7 @@ vm_warm() { "$vs" --kernel "$cloud" -- /bin/true; }
 prep_vm_cold() { cdir=$(mktemp -d); ln "$vmlinux" "$cdir/" 2>/dev/null || cp "$vmlinux" "$cdir/"; }
 prep_vm_first() { cdir=$(mktemp -d); }
 vm_cold() { VIRT_SANDBOX_CACHE_DIR=$cdir "$vs" --kernel "$cloud" -- /bin/true; }
-vm_first() { VIRT_SANDBOX_CACHE_DIR=$cdir "$vs" --kernel "$cloud" -- /bin/true; }
+vm_first() { vm_cold; }
 container() { "$vs" -c lxc:/// -- /bin/true; }
 bwrap_true() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true; }
 vng_true() { (cd "$work" && vng --disable-kvm -r "$generic" -- true >/dev/null 2>&1); }

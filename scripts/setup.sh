@@ -56,8 +56,8 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $
 fi
 # The launcher is linked statically (glibc's own, with --target so that build scripts and
 # proc-macros stay dynamic): no shared objects to map and relocate at every start, which
-# cost ~0.5 ms of the container's ~9 ms here. User names still resolve through glibc's
-# built-in `files` NSS service.
+# cost ~0.5 ms of the container's ~9 ms here. A static glibc must not load NSS modules,
+# so users come from /etc/passwd and getent (host/src/identity.rs).
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked -p virt-sandbox --target x86_64-unknown-linux-gnu
 if rustc --print target-libdir --target $musl >/dev/null 2>&1 && [ -d "$(rustc --print target-libdir --target $musl)" ] \

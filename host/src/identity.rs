@@ -17,36 +17,42 @@ pub trait UserDb {
     fn groups(&self, user: &User) -> Vec<u32>;
 }
 
-/// The host's user database: `/etc/passwd` and `/etc/group` first, then `getent` for
-/// anyone they do not list (LDAP, sssd, systemd-homed). The launcher is linked
+/// The host's user database: `/etc/passwd` first, then `getent` for anyone it does not
+/// list (LDAP, sssd, systemd-homed); groups through `getent initgroups`. The launcher is linked
 /// statically, and a static glibc must not load NSS modules itself (a miss that reaches
 /// one crashed it here), so those answers come from a dynamically linked `getent`.
 pub struct HostUsers;
 
 impl UserDb for HostUsers {
     fn by_name(&self, name: &str) -> Option<User> {
-        let found = std::fs::read_to_string("/etc/passwd").ok().and_then(|db| passwd_entry(&db, |u| u.name == name));
-        found.or_else(|| getent(&["passwd", name]).and_then(|out| passwd_entry(&out, |u| u.name == name)))
+        host_user(name, |u| u.name == name)
     }
 
     fn by_uid(&self, uid: u32) -> Option<User> {
-        let found = std::fs::read_to_string("/etc/passwd").ok().and_then(|db| passwd_entry(&db, |u| u.uid == uid));
-        found.or_else(|| getent(&["passwd", &uid.to_string()]).and_then(|out| passwd_entry(&out, |u| u.uid == uid)))
+        host_user(&uid.to_string(), |u| u.uid == uid)
     }
 
     fn groups(&self, user: &User) -> Vec<u32> {
+        // getent's "initgroups" asks every group service, files included, as login
+        // does; the group file alone only where getent is missing.
+        let supplementary: Vec<u32> = match getent(&["initgroups", &user.name]) {
+            Some(out) => out.split_whitespace().skip(1).filter_map(|g| g.parse().ok()).collect(),
+            None => std::fs::read_to_string("/etc/group").map(|db| member_of(&db, &user.name)).unwrap_or_default(),
+        };
         let mut groups = vec![user.gid];
-        if let Ok(db) = std::fs::read_to_string("/etc/group") {
-            groups.extend(member_of(&db, &user.name));
+        for g in supplementary {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
         }
-        // "initgroups" asks every NSS service, as login does.
-        if let Some(out) = getent(&["initgroups", &user.name]) {
-            groups.extend(out.split_whitespace().skip(1).filter_map(|g| g.parse::<u32>().ok()));
-        }
-        let mut seen = std::collections::HashSet::new();
-        groups.retain(|g| seen.insert(*g));
         groups
     }
+}
+
+/// A user from /etc/passwd, else from `getent passwd KEY`.
+fn host_user(key: &str, matches: impl Fn(&User) -> bool) -> Option<User> {
+    let local = std::fs::read_to_string("/etc/passwd").ok().and_then(|db| passwd_entry(&db, &matches));
+    local.or_else(|| getent(&["passwd", key]).and_then(|out| passwd_entry(&out, &matches)))
 }
 
 /// The first `passwd(5)` line whose user matches.

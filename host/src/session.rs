@@ -103,10 +103,9 @@ pub fn run(
     spawn_reader(stream, tx.clone());
     spawn_signals(tx.clone());
 
-    let send_spec = |spec: RunSpec| send(&writer, &HostMsg::Run(Box::new(spec))).is_ok();
+    let run_msg = HostMsg::Run(Box::new(spec));
     const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
-    let mut spec = Some(spec);
-    if limits.send_before_hello && !send_spec(spec.take().expect("not sent yet")) {
+    if limits.send_before_hello && send(&writer, &run_msg).is_err() {
         return explain(&rx, SPEC_NOT_TAKEN);
     }
 
@@ -128,10 +127,8 @@ pub fn run(
         Some(Event::Signal(n)) => return Outcome::Interrupted(n),
         Some(other) => return before_exit(other, &rx),
     }
-    if let Some(spec) = spec {
-        if !send_spec(spec) {
-            return explain(&rx, SPEC_NOT_TAKEN);
-        }
+    if !limits.send_before_hello && send(&writer, &run_msg).is_err() {
+        return explain(&rx, SPEC_NOT_TAKEN);
     }
     // After Hello: init is reading, so a large include cannot block us before the
     // watchdog has had its say.

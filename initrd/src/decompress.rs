@@ -125,7 +125,7 @@ pub(crate) fn module_bytes_from(path: &Path, raw: &[u8]) -> Result<Vec<u8>, Erro
 
 /// Decompresses `data` in `format` (a copy of it for [`Compression::Plain`]).
 pub fn decompress(format: Compression, data: &[u8]) -> Result<Vec<u8>, Error> {
-    decode(format, data, 0).map_err(|source| Error::Decompress { format, source })
+    decompress_expecting(format, data, 0)
 }
 
 /// [`decompress`] when the result's size is known beforehand (a bzImage says it): the
