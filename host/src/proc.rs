@@ -36,17 +36,47 @@ pub fn kill(pid: u32) {
 }
 
 /// Blocks until `pid` has exited, without reaping it (so its pid stays ours and a later
-/// kill cannot hit a stranger).
-pub fn wait_exit_noreap(pid: u32) {
+/// kill cannot hit a stranger). Returns how it ended, in words ("exited with status 1",
+/// "was killed by SIGKILL"), when the kernel says.
+pub fn wait_exit_noreap(pid: u32) -> Option<String> {
     loop {
         // SAFETY: siginfo_t is plain data; waitid writes into it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid on our own child with a valid out pointer.
         let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
+        if r == 0 {
+            // SAFETY: waitid filled a SIGCHLD siginfo, whose status field is valid.
+            let status = unsafe { info.si_status() };
+            return Some(match info.si_code {
+                libc::CLD_EXITED => format!("exited with status {status}"),
+                _ => format!("was killed by {}", signal_name(status)),
+            });
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
         }
     }
+}
+
+/// "SIGKILL", or "signal 42" for one without a name.
+pub fn signal_name(sig: i32) -> String {
+    let abbrev = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    abbrev.to_string()
 }
 
 /// Finds an executable by name on PATH.

@@ -31,8 +31,8 @@ pub enum Event {
     },
     ProtocolError(String),
     ChannelClosed,
-    /// The VMM or container process is gone.
-    SandboxGone,
+    /// The VMM or container process is gone; how it ended, in words, when known.
+    SandboxGone(String),
     /// The launcher received this signal.
     Signal(i32),
     /// Our stdout reader went away (EPIPE).
@@ -76,13 +76,13 @@ fn send_includes(writer: &Mutex<UnixStream>, files: &[(PathBuf, u64)]) -> Result
 }
 
 /// The session's event channel, with [`Event::SandboxGone`] sent once the sandbox's
-/// process (QEMU, or the container's init) `pid` has exited.
-pub fn events(pid: u32) -> (Sender<Event>, Receiver<Event>) {
+/// process `pid` (`name`: QEMU, or the container's init) has exited.
+pub fn events(pid: u32, name: &'static str) -> (Sender<Event>, Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let gone = tx.clone();
     std::thread::spawn(move || {
-        crate::proc::wait_exit_noreap(pid);
-        let _ = gone.send(Event::SandboxGone);
+        let how = crate::proc::wait_exit_noreap(pid).unwrap_or_else(|| "ended".into());
+        let _ = gone.send(Event::SandboxGone(format!("{name} {how}")));
     });
     (tx, rx)
 }
@@ -106,29 +106,41 @@ pub fn run(
     let run_msg = HostMsg::Run(Box::new(spec));
     const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
     if limits.send_before_hello && send(&writer, &run_msg).is_err() {
-        return explain(&rx, SPEC_NOT_TAKEN);
+        return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
 
-    // Boot watchdog: no word from init in time means the boot hung.
+    // Boot watchdog: no word from init in time means the boot hung. The sandbox's
+    // process may be gone before its Hello is read (a container's init can run its
+    // whole course on the run spec sent ahead): what it sent is still drained, as below.
     let boot_deadline = Instant::now() + limits.boot_timeout;
-    match wait(&rx, Some(boot_deadline)) {
-        Some(Event::Hello(v)) if v == PROTOCOL_VERSION => timeline.hello(),
-        Some(Event::Hello(v)) => {
-            return Outcome::failed(format!(
-                "protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"
-            ))
+    let mut gone_at: Option<Instant> = None;
+    let mut gone: Option<String> = None;
+    loop {
+        let until = gone_at.map_or(boot_deadline, |t| boot_deadline.min(t + GONE_DRAIN_LIMIT));
+        match wait(&rx, Some(until)) {
+            Some(Event::Hello(v)) if v == PROTOCOL_VERSION => break timeline.hello(),
+            Some(Event::Hello(v)) => {
+                return Outcome::failed(format!(
+                    "protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"
+                ))
+            }
+            Some(Event::SandboxGone(how)) => {
+                gone_at = Some(Instant::now());
+                gone = Some(how);
+            }
+            None if gone.is_some() => return explain(&rx, STOPPED, gone, true),
+            None => {
+                return Outcome::failed(format!(
+                    "the sandbox did not start within {:?} (boot watchdog); it was stopped",
+                    limits.boot_timeout
+                ))
+            }
+            Some(Event::Signal(n)) => return Outcome::Interrupted(n),
+            Some(other) => return before_exit(other, &rx, gone),
         }
-        None => {
-            return Outcome::failed(format!(
-                "the sandbox did not start within {:?} (boot watchdog); it was stopped",
-                limits.boot_timeout
-            ))
-        }
-        Some(Event::Signal(n)) => return Outcome::Interrupted(n),
-        Some(other) => return before_exit(other, &rx),
     }
     if !limits.send_before_hello && send(&writer, &run_msg).is_err() {
-        return explain(&rx, SPEC_NOT_TAKEN);
+        return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
     // After Hello: init is reading, so a large include cannot block us before the
     // watchdog has had its say.
@@ -141,7 +153,6 @@ pub fn run(
 
     let deadline = limits.timeout.map(|t| Instant::now() + t);
     let mut signals = 0;
-    let mut gone_at: Option<Instant> = None;
     loop {
         // Once the sandbox process is gone, the reader still drains what it sent before
         // (the exit status may be last, behind output a slow reader of ours has not
@@ -152,7 +163,7 @@ pub fn run(
             (d, None) => d,
         };
         match wait(&rx, until) {
-            None if gone_at.is_some() => return explain(&rx, STOPPED),
+            None if gone_at.is_some() => return explain(&rx, STOPPED, gone, true),
             None => return Outcome::TimedOut,
             Some(Event::Exit(status)) => {
                 timeline.mark("exit status received");
@@ -166,37 +177,47 @@ pub fn run(
                 }
                 let _ = send(&writer, &HostMsg::Signal(n));
             }
-            Some(Event::SandboxGone) => gone_at = Some(Instant::now()),
+            Some(Event::SandboxGone(how)) => {
+                gone_at = Some(Instant::now());
+                gone = Some(how);
+            }
             Some(Event::StdoutClosed) => return Outcome::Command(protocol::ExitStatus::Signal(libc::SIGPIPE)),
             Some(Event::Hello(_)) => return Outcome::failed("protocol error: a second Hello"),
-            Some(other) => return before_exit(other, &rx),
+            Some(other) => return before_exit(other, &rx, gone),
         }
     }
 }
 
 const STOPPED: &str = "the sandbox stopped before the command exited";
 
-fn before_exit(ev: Event, rx: &Receiver<Event>) -> Outcome {
+fn before_exit(ev: Event, rx: &Receiver<Event>, gone: Option<String>) -> Outcome {
     match ev {
         Event::GuestError { stage, message } => Outcome::failed(format!("sandbox init failed at {stage}: {message}")),
         Event::ProtocolError(m) => Outcome::failed(format!("protocol error: {m}")),
-        _ => explain(rx, STOPPED),
+        Event::SandboxGone(how) => explain(rx, STOPPED, Some(how), false),
+        Event::ChannelClosed => explain(rx, STOPPED, gone, true),
+        _ => explain(rx, STOPPED, gone, false),
     }
 }
 
-/// The run ended without an exit status. If the guest said why (an error report) or
-/// broke the protocol on its way out, that is the better explanation than `default`;
-/// both come from the reader, which may still be a moment behind.
-fn explain(rx: &Receiver<Event>, default: &str) -> Outcome {
+/// The sandbox ended without an exit status: what init said before it went, else
+/// `default` with how its process ended (`gone`, or seen within a short wait). Both the
+/// channel's end and the process's are waited for, briefly: either may come first.
+fn explain(rx: &Receiver<Event>, default: &str, mut gone: Option<String>, mut closed: bool) -> Outcome {
     let until = Instant::now() + Duration::from_millis(200);
-    while let Ok(ev) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        match ev {
-            Event::GuestError { .. } | Event::ProtocolError(_) => return before_exit(ev, rx),
-            Event::ChannelClosed => break,
-            _ => {}
+    while !(closed && gone.is_some()) {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(ev @ (Event::GuestError { .. } | Event::ProtocolError(_))) => return before_exit(ev, rx, gone),
+            Ok(Event::SandboxGone(how)) => gone = Some(how),
+            Ok(Event::ChannelClosed) => closed = true,
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
-    Outcome::failed(default)
+    match gone {
+        Some(how) => Outcome::failed(format!("{default} ({how})")),
+        None => Outcome::failed(default),
+    }
 }
 
 fn wait(rx: &Receiver<Event>, until: Option<Instant>) -> Option<Event> {
@@ -318,3 +339,7 @@ fn spawn_signals(tx: Sender<Event>) {
         }
     });
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

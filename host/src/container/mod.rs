@@ -123,7 +123,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     drop(theirs);
     timeline.mark("namespaces created, init started");
 
-    let events = session::events(pid);
+    let events = session::events(pid, "the container's init");
     let security = Security {
         drop_capabilities: !spec.privileged,
         no_new_privs: true,

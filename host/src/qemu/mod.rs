@@ -147,7 +147,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     timeline.mark("QEMU connected");
 
     // Run.
-    let events = session::events(qemu_pid);
+    let events = session::events(qemu_pid, "QEMU");
     let limits = Limits {
         boot_timeout: spec.boot_timeout.unwrap_or(match accel {
             accel::Chosen::Kvm => Duration::from_secs(10),

@@ -1,0 +1,69 @@
+//! The session's decisions, against a peer that has already said everything and hung
+//! up (a real init that ran its whole course before the launcher read a byte).
+
+use super::*;
+use protocol::{ExitStatus, Identity, Security, Stdio};
+use std::net::Shutdown;
+
+fn spec() -> RunSpec {
+    RunSpec {
+        argv: vec![ByteBuf::from(b"true".to_vec())],
+        env: vec![],
+        cwd: ByteBuf::from(b"/".to_vec()),
+        identity: Identity { uid: 0, gid: 0, groups: vec![] },
+        hostname: "t".into(),
+        mounts: vec![],
+        stdio: Stdio::Inherit,
+        security: Security::default(),
+        overlay: false,
+        includes: vec![],
+    }
+}
+
+/// Runs a session whose peer sent `said` and shut its side, and whose process is
+/// reported gone (`how`) before the launcher has read anything.
+fn session_after(said: &[GuestMsg], how: &str) -> Outcome {
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    for msg in said {
+        write_frame(&mut theirs, msg).unwrap();
+    }
+    // Our writes still land (the run spec goes out first); our reads see the end.
+    theirs.shutdown(Shutdown::Write).unwrap();
+    let (tx, rx) = mpsc::channel();
+    tx.send(Event::SandboxGone(how.into())).unwrap();
+    let limits = Limits {
+        boot_timeout: Duration::from_secs(5),
+        timeout: None,
+        relay_stdin: false,
+        include_files: vec![],
+        send_before_hello: true,
+    };
+    let mut timeline = Timeline::new(Instant::now());
+    let outcome = run(ours, spec(), &limits, (tx, rx), &mut timeline);
+    drop(theirs);
+    outcome
+}
+
+const HELLO: GuestMsg = GuestMsg::Hello { version: PROTOCOL_VERSION };
+
+#[test]
+fn an_exit_status_already_sent_counts_though_the_process_is_gone() {
+    let outcome =
+        session_after(&[HELLO, GuestMsg::Exit(ExitStatus::Code(7))], "the container's init exited with status 0");
+    assert_eq!(outcome, Outcome::Command(ExitStatus::Code(7)));
+}
+
+#[test]
+fn an_error_already_sent_is_reported_though_the_process_is_gone() {
+    let error = GuestMsg::Error { stage: "mounts".into(), message: "no such device".into() };
+    let outcome = session_after(&[HELLO, error], "the container's init exited with status 0");
+    assert_eq!(outcome, Outcome::failed("sandbox init failed at mounts: no such device"));
+}
+
+#[test]
+fn no_exit_status_says_how_the_sandbox_process_ended() {
+    for said in [&[][..], &[HELLO][..]] {
+        let outcome = session_after(said, "QEMU was killed by SIGKILL");
+        assert_eq!(outcome, Outcome::failed(format!("{STOPPED} (QEMU was killed by SIGKILL)")), "after {said:?}");
+    }
+}
