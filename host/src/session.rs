@@ -53,7 +53,13 @@ pub struct Limits {
     /// socketpair), so the run spec goes out before init's Hello instead of a round
     /// trip after it. A VM's serial port does not promise that before the guest opens it.
     pub send_before_hello: bool,
+    /// How long the command has to end after the first signal is forwarded to it, before
+    /// the sandbox is stopped regardless (a wedged guest, a command that ignores it).
+    pub signal_grace: Duration,
 }
+
+/// The default [`Limits::signal_grace`], as `docker stop`'s.
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
 /// Streams each include file as exactly its announced size; the guest counts bytes.
 fn send_includes(writer: &Mutex<UnixStream>, files: &[(PathBuf, u64)]) -> Result<(), String> {
@@ -152,7 +158,9 @@ pub fn run(
     }
 
     let deadline = limits.timeout.map(|t| Instant::now() + t);
-    let mut signals = 0;
+    // The first signal is the command's to handle; a second one, or the grace running
+    // out, stops the sandbox.
+    let mut signalled: Option<(i32, Instant)> = None;
     loop {
         // Once the sandbox process is gone, the reader still drains what it sent before
         // (the exit status may be last, behind output a slow reader of ours has not
@@ -160,21 +168,24 @@ pub fn run(
         // that somehow keeps the channel open.
         let until = match (deadline, gone_at) {
             (_, Some(t)) => Some(t + GONE_DRAIN_LIMIT),
-            (d, None) => d,
+            (d, None) => earliest(d, signalled.map(|(_, t)| t)),
         };
         match wait(&rx, until) {
             None if gone_at.is_some() => return explain(&rx, STOPPED, gone, true),
-            None => return Outcome::TimedOut,
+            None => match signalled {
+                Some((n, t)) if Instant::now() >= t => return Outcome::Interrupted(n),
+                _ => return Outcome::TimedOut,
+            },
             Some(Event::Exit(status)) => {
                 timeline.mark("exit status received");
                 return Outcome::Command(status);
             }
             Some(Event::Timings(t)) => timeline.guest(t),
             Some(Event::Signal(n)) => {
-                signals += 1;
-                if signals > 1 {
+                if signalled.is_some() {
                     return Outcome::Interrupted(n);
                 }
+                signalled = Some((n, Instant::now() + limits.signal_grace));
                 let _ = send(&writer, &HostMsg::Signal(n));
             }
             Some(Event::SandboxGone(how)) => {
@@ -217,6 +228,13 @@ fn explain(rx: &Receiver<Event>, default: &str, mut gone: Option<String>, mut cl
     match gone {
         Some(how) => Outcome::failed(format!("{default} ({how})")),
         None => Outcome::failed(default),
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -31,17 +31,20 @@ fn session_after(said: &[GuestMsg], how: &str) -> Outcome {
     theirs.shutdown(Shutdown::Write).unwrap();
     let (tx, rx) = mpsc::channel();
     tx.send(Event::SandboxGone(how.into())).unwrap();
-    let limits = Limits {
+    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()));
+    drop(theirs);
+    outcome
+}
+
+fn limits() -> Limits {
+    Limits {
         boot_timeout: Duration::from_secs(5),
         timeout: None,
         relay_stdin: false,
         include_files: vec![],
         send_before_hello: true,
-    };
-    let mut timeline = Timeline::new(Instant::now());
-    let outcome = run(ours, spec(), &limits, (tx, rx), &mut timeline);
-    drop(theirs);
-    outcome
+        signal_grace: SIGNAL_GRACE,
+    }
 }
 
 const HELLO: GuestMsg = GuestMsg::Hello { version: PROTOCOL_VERSION };
@@ -66,4 +69,30 @@ fn no_exit_status_says_how_the_sandbox_process_ended() {
         let outcome = session_after(said, "QEMU was killed by SIGKILL");
         assert_eq!(outcome, Outcome::failed(format!("{STOPPED} (QEMU was killed by SIGKILL)")), "after {said:?}");
     }
+}
+
+#[test]
+fn a_command_that_outlives_the_grace_after_a_signal_is_stopped() {
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    write_frame(&mut theirs, &HELLO).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let later = tx.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = later.send(Event::Signal(libc::SIGTERM));
+    });
+    let limits = Limits { signal_grace: Duration::from_millis(300), ..limits() };
+    let start = Instant::now();
+    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()));
+    assert_eq!(outcome, Outcome::Interrupted(libc::SIGTERM));
+    assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
+    // The command was given the signal first. (Our reader thread still holds the other
+    // end, so read what is there, not to the end.)
+    theirs.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut reader = FrameReader::new(theirs);
+    let mut last = None;
+    while let Ok(Some(msg)) = reader.read_msg::<HostMsg>() {
+        last = Some(msg);
+    }
+    assert!(matches!(last, Some(HostMsg::Signal(libc::SIGTERM))), "{last:?}");
 }

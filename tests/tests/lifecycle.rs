@@ -46,6 +46,21 @@ fn sigterm_to_the_launcher_is_forwarded_to_the_command(b: Backend) {
     assert_eq!(status.code(), Some(143));
 }
 
+/// The grace after a forwarded signal lives in the session both backends share; the
+/// container shows it without ten more seconds of an emulated VM.
+#[test]
+fn a_command_that_ignores_sigterm_is_stopped_after_ten_seconds() {
+    let cmd = &mut Backend::Container.command(["--", "sh", "-c", "trap '' TERM; echo ready; sleep 60"]);
+    let mut child = started(cmd);
+    let start = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(20), "{waited:?}");
+}
+
 fn sigkill_of_the_launcher_leaves_no_process_and_no_temp_file(b: Backend) {
     let name = format!("vs-kill-test-{}-{b:?}", std::process::id());
     let mut args = vec!["-n", name.as_str()];

@@ -134,6 +134,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
         timeout: spec.timeout,
         relay_stdin: stdio == Stdio::Relay,
         send_before_hello: true,
+        signal_grace: session::SIGNAL_GRACE,
         include_files,
     };
     let run = spec.run_spec(mounts, stdio, security, include_entries);

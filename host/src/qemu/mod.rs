@@ -156,6 +156,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         timeout: spec.timeout,
         relay_stdin: true,
         send_before_hello: false,
+        signal_grace: session::SIGNAL_GRACE,
         include_files,
     };
     let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
