@@ -57,7 +57,10 @@ if command -v vng >/dev/null && [ -n "$generic" ]; then names+=(vng_true vm_gene
 
 ns() { date +%s%N; }
 for i in $(seq "$runs"); do
-    for n in "${names[@]}"; do
+    # Each round starts one place further along the list, so that no measure always
+    # follows the same one (this machine's speed shifts within seconds of heavy load).
+    k=$(( (i - 1) % ${#names[@]} ))
+    for n in "${names[@]:k}" "${names[@]:0:k}"; do
         # The fast ones run 4 times per round: their medians need more samples.
         reps=1; case $n in container|bwrap_true) reps=4;; esac
         for _ in $(seq $reps); do
@@ -71,6 +74,9 @@ done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m() { median "$work/$1.ms"; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
+# The median of the per-round ratios of two one-per-round series: each round's pair ran
+# back to back, so a machine that slows down or speeds up over the run cancels out.
+paired() { paste "$work/$1.ms" "$work/$2.ms" | awk '{printf "%.4f\n", $1 / $2}' > "$work/$1-$2.ratio"; printf "%.2f" "$(median "$work/$1-$2.ratio")"; }
 
 # Throughput: 256 MiB of stdout, 7 times each, interleaved (a host pipe's own time
 # varies by 2x here from one run to the next).
@@ -94,15 +100,15 @@ initrd_size=$(stat -c %s "$c0"/initrd-*.cpio); rm -rf "$c0"
 echo "date: $(date -u '+%F %H:%M UTC')  host: $(nproc) cores, $(uname -r)  accel: $accel  rounds: $runs"
 echo "kernel: $cloud (vng and vm_generic: ${generic:-none})"
 echo
-echo "| measure | median | ratio |"
-echo "| --- | ---: | ---: |"
-echo "| floor: QEMU + kernel + trivial init | $(m floor) ms | 1.00 × floor |"
-echo "| VM \`-- /bin/true\`, warm cache | $(m vm_warm) ms | $(ratio "$(m vm_warm)" "$(m floor)") × floor |"
-echo "| VM \`-- /bin/true\`, cold: empty initrd cache | $(m vm_cold) ms | $(ratio "$(m vm_cold)" "$(m floor)") × floor |"
-echo "| VM \`-- /bin/true\`, first run: nothing cached (vmlinux extracted too) | $(m vm_first) ms | $(ratio "$(m vm_first)" "$(m floor)") × floor |"
+echo "| measure | median | ratio | paired ratio |"
+echo "| --- | ---: | ---: | ---: |"
+echo "| floor: QEMU + kernel + trivial init | $(m floor) ms | 1.00 × floor | |"
+echo "| VM \`-- /bin/true\`, warm cache | $(m vm_warm) ms | $(ratio "$(m vm_warm)" "$(m floor)") × floor | $(paired vm_warm floor) × floor |"
+echo "| VM \`-- /bin/true\`, cold: empty initrd cache | $(m vm_cold) ms | $(ratio "$(m vm_cold)" "$(m floor)") × floor | $(paired vm_cold floor) × floor |"
+echo "| VM \`-- /bin/true\`, first run: nothing cached (vmlinux extracted too) | $(m vm_first) ms | $(ratio "$(m vm_first)" "$(m floor)") × floor | $(paired vm_first floor) × floor |"
 echo "| container \`-- /bin/true\` | $(m container) ms | |"
 if [ -f "$work/bwrap_true.ms" ]; then
-echo "| bwrap \`true\` | $(m bwrap_true) ms | container = $(ratio "$(m container)" "$(m bwrap_true)") × bwrap |"
+echo "| bwrap \`true\` | $(m bwrap_true) ms | container = $(ratio "$(m container)" "$(m bwrap_true)") × bwrap | $(paired container bwrap_true) × bwrap |"
 fi
 if [ -f "$work/vng_true.ms" ]; then
 echo "| vng \`true\` (generic kernel) | $(m vng_true) ms | |"
