@@ -49,34 +49,16 @@ pub fn wait_exit_noreap(pid: u32) -> Option<String> {
             let status = unsafe { info.si_status() };
             return Some(match info.si_code {
                 libc::CLD_EXITED => format!("exited with status {status}"),
-                _ => format!("was killed by {}", signal_name(status)),
+                _ => match signal_hook::low_level::signal_name(status) {
+                    Some(name) => format!("was killed by {name}"),
+                    None => format!("was killed by signal {status}"),
+                },
             });
         }
         if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return None;
         }
     }
-}
-
-/// "SIGKILL", or "signal 42" for one without a name.
-pub fn signal_name(sig: i32) -> String {
-    let abbrev = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSYS => "SIGSYS",
-        _ => return format!("signal {sig}"),
-    };
-    abbrev.to_string()
 }
 
 /// Finds an executable by name on PATH.

@@ -119,10 +119,10 @@ pub fn run(
     // process may be gone before its Hello is read (a container's init can run its
     // whole course on the run spec sent ahead): what it sent is still drained, as below.
     let boot_deadline = Instant::now() + limits.boot_timeout;
-    let mut gone_at: Option<Instant> = None;
-    let mut gone: Option<String> = None;
+    // When the sandbox's process was seen gone, and how it ended.
+    let mut gone: Option<(Instant, String)> = None;
     loop {
-        let until = gone_at.map_or(boot_deadline, |t| boot_deadline.min(t + GONE_DRAIN_LIMIT));
+        let until = gone.as_ref().map_or(boot_deadline, |(t, _)| boot_deadline.min(*t + GONE_DRAIN_LIMIT));
         match wait(&rx, Some(until)) {
             Some(Event::Hello(v)) if v == PROTOCOL_VERSION => break timeline.hello(),
             Some(Event::Hello(v)) => {
@@ -130,11 +130,8 @@ pub fn run(
                     "protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"
                 ))
             }
-            Some(Event::SandboxGone(how)) => {
-                gone_at = Some(Instant::now());
-                gone = Some(how);
-            }
-            None if gone.is_some() => return explain(&rx, STOPPED, gone, true),
+            Some(Event::SandboxGone(how)) => gone = Some((Instant::now(), how)),
+            None if gone.is_some() => return explain(&rx, STOPPED, gone_how(gone), true),
             None => {
                 return Outcome::failed(format!(
                     "the sandbox did not start within {:?} (boot watchdog); it was stopped",
@@ -142,7 +139,7 @@ pub fn run(
                 ))
             }
             Some(Event::Signal(n)) => return Outcome::Interrupted(n),
-            Some(other) => return before_exit(other, &rx, gone),
+            Some(other) => return before_exit(other, &rx, gone_how(gone)),
         }
     }
     if !limits.send_before_hello && send(&writer, &run_msg).is_err() {
@@ -166,12 +163,12 @@ pub fn run(
         // (the exit status may be last, behind output a slow reader of ours has not
         // taken yet); the channel's end follows. The bound only guards against a peer
         // that somehow keeps the channel open.
-        let until = match (deadline, gone_at) {
-            (_, Some(t)) => Some(t + GONE_DRAIN_LIMIT),
+        let until = match (deadline, &gone) {
+            (_, Some((t, _))) => Some(*t + GONE_DRAIN_LIMIT),
             (d, None) => earliest(d, signalled.map(|(_, t)| t)),
         };
         match wait(&rx, until) {
-            None if gone_at.is_some() => return explain(&rx, STOPPED, gone, true),
+            None if gone.is_some() => return explain(&rx, STOPPED, gone_how(gone), true),
             None => match signalled {
                 Some((n, t)) if Instant::now() >= t => return Outcome::Interrupted(n),
                 _ => return Outcome::TimedOut,
@@ -188,15 +185,16 @@ pub fn run(
                 signalled = Some((n, Instant::now() + limits.signal_grace));
                 let _ = send(&writer, &HostMsg::Signal(n));
             }
-            Some(Event::SandboxGone(how)) => {
-                gone_at = Some(Instant::now());
-                gone = Some(how);
-            }
+            Some(Event::SandboxGone(how)) => gone = Some((Instant::now(), how)),
             Some(Event::StdoutClosed) => return Outcome::Command(protocol::ExitStatus::Signal(libc::SIGPIPE)),
             Some(Event::Hello(_)) => return Outcome::failed("protocol error: a second Hello"),
-            Some(other) => return before_exit(other, &rx, gone),
+            Some(other) => return before_exit(other, &rx, gone_how(gone)),
         }
     }
+}
+
+fn gone_how(gone: Option<(Instant, String)>) -> Option<String> {
+    gone.map(|(_, how)| how)
 }
 
 const STOPPED: &str = "the sandbox stopped before the command exited";
@@ -205,7 +203,6 @@ fn before_exit(ev: Event, rx: &Receiver<Event>, gone: Option<String>) -> Outcome
     match ev {
         Event::GuestError { stage, message } => Outcome::failed(format!("sandbox init failed at {stage}: {message}")),
         Event::ProtocolError(m) => Outcome::failed(format!("protocol error: {m}")),
-        Event::SandboxGone(how) => explain(rx, STOPPED, Some(how), false),
         Event::ChannelClosed => explain(rx, STOPPED, gone, true),
         _ => explain(rx, STOPPED, gone, false),
     }
