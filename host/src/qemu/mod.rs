@@ -80,6 +80,11 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     if let (Some(why), true) = (why, spec.verbose) {
         notice(&why);
     }
+    let tsc = match accel {
+        accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+        accel::Chosen::Kvm => None,
+    };
+    let append = cmdline::kernel_append(plan.machine, accel, spec.debug, tsc);
     if spec.verbose {
         notice(&format!(
             "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}",
@@ -90,11 +95,8 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
             plan.machine,
             plan.share
         ));
+        notice(&format!("kernel command line: {append}"));
     }
-    let tsc = match accel {
-        accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
-        accel::Chosen::Kvm => None,
-    };
 
     // Start.
     let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
@@ -120,7 +122,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         cpus: spec.cpus,
         kernel: boot_image,
         initrd,
-        append: cmdline::kernel_append(plan.machine, accel, spec.debug, tsc),
+        append,
         shares,
         disks: layout.disks,
         // SAFETY: geteuid cannot fail.
