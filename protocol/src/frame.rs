@@ -33,14 +33,18 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(buf)
 }
 
+/// The longest header [`output_frame_header`] makes: the length prefix, the variant and a
+/// five-byte varint.
+pub const OUTPUT_HEADER_MAX: usize = 4 + 1 + 5;
+
 /// The frame header for a `GuestMsg::Stdout`/`Stderr` (`stderr` false/true) carrying
 /// `len` bytes: exactly what [`encode`] puts before those bytes, so that a sender can
 /// write header and data from its own buffer without copying them into a message.
 /// Returns the header buffer and how many of its bytes are the header.
-pub fn output_frame_header(stderr: bool, len: usize) -> ([u8; 4 + 1 + 5], usize) {
+pub fn output_frame_header(stderr: bool, len: usize) -> ([u8; OUTPUT_HEADER_MAX], usize) {
     // postcard: the variant index and the byte string's length as varints, then bytes.
     let variant: u8 = if stderr { 2 } else { 1 };
-    let mut h = [0u8; 10];
+    let mut h = [0u8; OUTPUT_HEADER_MAX];
     let mut n = 4;
     h[n] = variant;
     n += 1;

@@ -7,7 +7,9 @@
 mod frame;
 mod messages;
 
-pub use frame::{decode, encode, output_frame_header, write_frame, FrameError, FrameReader, MAX_FRAME};
+pub use frame::{
+    decode, encode, output_frame_header, write_frame, FrameError, FrameReader, MAX_FRAME, OUTPUT_HEADER_MAX,
+};
 pub use messages::{
     ExitStatus, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, RunSpec, Security, Stdio,
     PROTOCOL_VERSION,
