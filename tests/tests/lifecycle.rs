@@ -135,10 +135,14 @@ fn ctrl_c_on_a_terminal_reaches_the_command(b: Backend) {
     let mut cmd = b.command(["--", "sh", "-c", "echo ready; exec sleep 60"]);
     cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave);
     // SAFETY: setsid and TIOCSCTTY in the child: the pty becomes its controlling terminal.
+    // SIGINT back to its default, as a shell at a terminal runs a foreground command: a
+    // test run in the background of a script has it ignored, the command in a container
+    // inherits that (as it would run outside one), and a Ctrl-C would then do nothing.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
             libc::ioctl(0, libc::TIOCSCTTY as _, 0);
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
             Ok(())
         });
     }
