@@ -60,6 +60,8 @@ command -v bwrap >/dev/null && names+=(bwrap_true)
 if command -v vng >/dev/null && [ -n "$generic" ]; then names+=(vng_true vm_generic); fi
 
 ns() { date +%s%N; }
+# record NAME T0 T1: appends T1 - T0, in ms, to NAME's samples.
+record() { echo "scale=3; ($3 - $2) / 1000000" | bc >> "$work/$1.ms"; }
 for i in $(seq "$runs"); do
     # Each round starts one place further along the list, so that no measure always
     # follows the same one (this machine's speed shifts within seconds of heavy load).
@@ -71,7 +73,7 @@ for i in $(seq "$runs"); do
             cdir=""; if declare -F "prep_$n" >/dev/null; then "prep_$n"; fi
             t0=$(ns); $n >/dev/null; t1=$(ns)
             if [ -n "$cdir" ]; then rm -rf "$cdir"; fi
-            echo "scale=3; ($t1 - $t0) / 1000000" | bc >> "$work/$n.ms"
+            record "$n" "$t0" "$t1"
         done
     done
 done
@@ -86,14 +88,13 @@ paired() { paste "$work/$1.ms" "$work/$2.ms" | awk '{printf "%.4f\n", $1 / $2}' 
 # three times each, pipe then container (a host pipe's own time varies by 2x here from
 # one run to the next, with where the scheduler puts its two ends), and the VM once.
 mib=256; bytes=$((mib << 20))
+pipe() { head -c $bytes /dev/zero | cat > /dev/null; }
+ctout() { "$vs" -c lxc:/// -- head -c $bytes /dev/zero | cat > /dev/null; }
+vmout() { "$vs" --kernel "$cloud" --timings=json -- head -c $bytes /dev/zero 2> "$work/vmout.json" | cat > /dev/null; }
 for i in $(seq 7); do
-    for _ in 1 2 3; do
-        t0=$(ns); head -c $bytes /dev/zero | cat > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/pipe.ms"
-        t0=$(ns); "$vs" -c lxc:/// -- head -c $bytes /dev/zero | cat > /dev/null; t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/ctout.ms"
+    for n in pipe ctout pipe ctout pipe ctout vmout; do
+        t0=$(ns); $n; record "$n" "$t0" "$(ns)"
     done
-    t0=$(ns)
-    "$vs" --kernel "$cloud" --timings=json -- head -c $bytes /dev/zero 2> "$work/vmout.json" | cat > /dev/null
-    t1=$(ns); echo "($t1-$t0)/1000000" | bc >> "$work/vmout.ms"
     # The guest's own time from the command's start to its exit: the transfer, without
     # the boot before it (the last pipe's worth is relayed after, in a few ms).
     sed -n 's/.*"guest: command exited","end_ms":[0-9.]*,"took_ms":\([0-9.]*\).*/\1/p' "$work/vmout.json" >> "$work/vmrun.ms"

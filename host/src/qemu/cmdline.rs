@@ -136,15 +136,15 @@ pub fn kernel_append(machine: Machine, accel: Chosen, debug: bool, tsc_khz: Opti
     // times unchanged. A kernel in FIPS mode runs them regardless.
     p.push("cryptomgr.notests");
     // Initcalls that only cost time in a sandbox (names unknown to a kernel are ignored):
-    // the kprobe_events tracing interface (~150 ms of a TCG boot; nobody sets kprobes in
-    // a throwaway VM) and the SP800-108 KDF self-test (~40 ms, which cryptomgr.notests
-    // does not reach).
+    // the kprobe_events tracing interface (130-180 ms of a TCG boot by initcall_debug;
+    // nobody sets kprobes in a throwaway VM) and the SP800-108 KDF self-test (30-50 ms,
+    // which cryptomgr.notests does not reach).
     p.push("initcall_blacklist=init_kprobe_trace,crypto_kdf108_init");
     // Distribution kernels zero every page they allocate (hardening against leaking a
     // page's previous contents). In a single-use VM every page's previous contents are
-    // this sandbox's own, and under TCG the zeroing is ~9% of the boot and ~13% of
-    // stdout throughput (page cache and pipe pages). Pages mapped into processes are
-    // still zeroed, as always.
+    // this sandbox's own, and under TCG the zeroing of pipe pages and port buffers cost
+    // ~13% of the time 256 MiB of stdout takes. Pages mapped into processes are still
+    // zeroed, as always.
     p.push("init_on_alloc=0");
     if debug {
         p.push("loglevel=7");
