@@ -1,15 +1,20 @@
-//! The container's default seccomp policy, compiled on the host (seccompiler) and
-//! installed by init in the command's process, last before execve. The list is
-//! documented in docs/container-security.md; keep the two in step.
+//! The container's default seccomp policy, compiled on the host and installed by init in
+//! the command's process, last before execve. The list is documented in
+//! docs/container-security.md; keep the two in step.
 //!
-//! Two programs, stacked: the blocklist returns EPERM; a second one returns ENOSYS for
-//! clone3 (its flags live in memory, so a filter cannot see CLONE_NEWUSER there; libc
-//! falls back to clone, whose flags it can see) and refuses x32 system call numbers.
+//! One classic-BPF program: foreign ABIs are killed, x32 numbers get EPERM, clone3 gets
+//! ENOSYS (its flags live in memory, where a filter cannot see CLONE_NEWUSER; libc falls
+//! back to clone, whose flags it can see), clone and unshare get EPERM with
+//! CLONE_NEWUSER, and the blocked calls are found by a binary search.
+//!
+//! Why not seccompiler, which compiled this list before: it emits a linear chain of
+//! comparisons, and the kernel runs a new filter once per system call number while
+//! installing it (to cache the constant "allow" answers). With our ~40 blocked calls
+//! that cost ~0.24 ms of every container start here, against ~0.03 ms for the tree. The
+//! tests below check this program against seccompiler's compile of the same policy,
+//! for every system call number.
 
-use seccompiler::{
-    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 /// Blocked outright: kernel, time, accounting, keyring, tracing, mounting and
 /// namespace-joining calls that no sandboxed command needs and each of which has been
@@ -59,47 +64,112 @@ pub const NEW_USERNS: &[(&str, i64)] = &[("unshare", libc::SYS_unshare), ("clone
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// Offsets in `struct seccomp_data`: nr, arch, then args[0] (its low half first: x86-64
+/// is little-endian).
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARG0_LOW: u32 = 16;
+
+/// Leaves of the search: lists this short are compared one by one.
+const LINEAR_MAX: usize = 3;
 
 /// The programs to install, in order, each as 8-byte instructions.
 pub fn programs() -> Result<Vec<Vec<u8>>, String> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BLOCKED.iter().map(|&(_, nr)| (nr, vec![])).collect();
-    let newuser = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(libc::CLONE_NEWUSER as u64),
-        libc::CLONE_NEWUSER as u64,
-    )
-    .map_err(|e| e.to_string())?;
-    for &(_, nr) in NEW_USERNS {
-        rules.insert(nr, vec![SeccompRule::new(vec![newuser.clone()]).map_err(|e| e.to_string())?]);
-    }
-    let filter =
-        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
-            .map_err(|e| e.to_string())?;
-    let blocklist: seccompiler::BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
-    let blocklist: Vec<libc::sock_filter> =
-        blocklist.iter().map(|f| libc::sock_filter { code: f.code, jt: f.jt, jf: f.jf, k: f.k }).collect();
-    Ok(vec![to_bytes(&blocklist), to_bytes(&clone3_and_x32())])
+    Ok(vec![to_bytes(&program()?)])
 }
 
-/// Hand-written: clone3 -> ENOSYS, any x32 number -> EPERM, else allow.
-fn clone3_and_x32() -> Vec<libc::sock_filter> {
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    vec![
-        ins(LD_W_ABS, 0, 0, 4),                                        // 0: arch
-        ins(JEQ, 1, 0, AUDIT_ARCH_X86_64),                             // 1: x86_64 -> 3
-        ins(RET, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),                // 2: another ABI: kill
-        ins(LD_W_ABS, 0, 0, 0),                                        // 3: syscall number
-        ins(JGE, 3, 0, X32_SYSCALL_BIT),                               // 4: x32 -> 8
-        ins(JEQ, 0, 1, libc::SYS_clone3 as u32),                       // 5: clone3 -> 6, else 7
-        ins(RET, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32), // 6
-        ins(RET, 0, 0, libc::SECCOMP_RET_ALLOW),                       // 7
-        ins(RET, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),  // 8
-    ]
+/// Where a jump goes, before offsets are known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum To {
+    Next,
+    At(usize),
+    Ret(u32),
+}
+
+struct Asm {
+    code: Vec<(u16, To, To, u32)>,
+}
+
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const JSET: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+
+impl Asm {
+    fn load(&mut self, offset: u32) {
+        self.code.push((LD_W_ABS, To::Next, To::Next, offset));
+    }
+    fn jump(&mut self, op: u16, k: u32, yes: To, no: To) -> usize {
+        self.code.push((op, yes, no, k));
+        self.code.len() - 1
+    }
+
+    /// Searches the sorted, non-empty `nrs` for the loaded number: EPERM if found,
+    /// ALLOW if not.
+    fn search(&mut self, nrs: &[u32]) {
+        if nrs.len() <= LINEAR_MAX {
+            for (i, &nr) in nrs.iter().enumerate() {
+                let miss = if i + 1 == nrs.len() { To::Ret(ALLOW) } else { To::Next };
+                self.jump(JEQ, nr, To::Ret(EPERM), miss);
+            }
+            return;
+        }
+        let (low, high) = nrs.split_at(nrs.len() / 2);
+        let split = self.jump(JGE, high[0], To::Next, To::Next);
+        self.search(low);
+        self.code[split].1 = To::At(self.code.len());
+        self.search(high);
+    }
+
+    /// Offsets resolved, the return instructions appended once each at the end.
+    fn finish(self) -> Result<Vec<libc::sock_filter>, String> {
+        let rets = [ALLOW, EPERM, ENOSYS, KILL];
+        let at = |to: To, i: usize| -> Result<u8, String> {
+            let target = match to {
+                To::Next => i + 1,
+                To::At(t) => t,
+                To::Ret(k) => self.code.len() + rets.iter().position(|&r| r == k).ok_or("unknown action")?,
+            };
+            u8::try_from(target - (i + 1)).map_err(|_| format!("seccomp jump too long at instruction {i}"))
+        };
+        let mut out = Vec::with_capacity(self.code.len() + rets.len());
+        for (i, &(code, yes, no, k)) in self.code.iter().enumerate() {
+            let (jt, jf) = if code & 0x07 == libc::BPF_JMP as u16 { (at(yes, i)?, at(no, i)?) } else { (0, 0) };
+            out.push(libc::sock_filter { code, jt, jf, k });
+        }
+        out.extend(rets.iter().map(|&k| libc::sock_filter { code: RET, jt: 0, jf: 0, k }));
+        Ok(out)
+    }
+}
+
+fn program() -> Result<Vec<libc::sock_filter>, String> {
+    let mut a = Asm { code: Vec::new() };
+    a.load(ARCH);
+    a.jump(JEQ, AUDIT_ARCH_X86_64, To::Next, To::Ret(KILL));
+    a.load(NR);
+    a.jump(JGE, X32_SYSCALL_BIT, To::Ret(EPERM), To::Next);
+    a.jump(JEQ, libc::SYS_clone3 as u32, To::Ret(ENOSYS), To::Next);
+    let mut userns_checks = Vec::new();
+    for &(_, nr) in NEW_USERNS {
+        userns_checks.push(a.jump(JEQ, nr as u32, To::Next, To::Next));
+    }
+    let blocked: BTreeSet<u32> = BLOCKED.iter().map(|&(_, nr)| nr as u32).collect();
+    a.search(&blocked.into_iter().collect::<Vec<_>>());
+    // clone and unshare: the flags are an unsigned long and an int; CLONE_NEWUSER is in
+    // the low half of both.
+    let flags = a.code.len();
+    for i in userns_checks {
+        a.code[i].1 = To::At(flags);
+    }
+    a.load(ARG0_LOW);
+    a.jump(JSET, libc::CLONE_NEWUSER as u32, To::Ret(EPERM), To::Ret(ALLOW));
+    a.finish()
 }
 
 fn to_bytes(prog: &[libc::sock_filter]) -> Vec<u8> {
@@ -114,26 +184,5 @@ fn to_bytes(prog: &[libc::sock_filter]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn programs_compile_to_whole_instructions() {
-        let p = programs().unwrap();
-        assert_eq!(p.len(), 2);
-        assert!(p.iter().all(|prog| !prog.is_empty() && prog.len() % 8 == 0));
-        // One check per blocked call at least.
-        assert!(p[0].len() / 8 > BLOCKED.len());
-    }
-
-    #[test]
-    fn every_jump_of_the_hand_written_program_lands_inside_it() {
-        let p = clone3_and_x32();
-        for (i, f) in p.iter().enumerate() {
-            if f.code & libc::BPF_JMP as u16 != 0 && f.code & 0x07 == libc::BPF_JMP as u16 {
-                assert!(i + 1 + (f.jt as usize) < p.len() && i + 1 + (f.jf as usize) < p.len(), "{i}");
-            }
-        }
-        assert_eq!(p.last().unwrap().code, (libc::BPF_RET | libc::BPF_K) as u16);
-    }
-}
+#[path = "seccomp_tests.rs"]
+mod tests;
