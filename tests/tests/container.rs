@@ -26,6 +26,38 @@ fn no_capability_is_effective_or_can_be_regained() {
     assert!(r.stdout_str().ends_with("65534\n"), "{r:?}");
 }
 
+/// `script` as root with capabilities (-p) in the container, with strace failing the
+/// launcher's first `call` with `errno` (strace injects only into calls it traces).
+fn with_a_failing_call(call: &str, errno: &str, script: &str) -> Run {
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args([
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        &format!("trace={call}"),
+        "-e",
+        &format!("inject={call}:error={errno}:when=1"),
+    ]);
+    cmd.arg(bin()).args(C.args()).args(["-p", "--", "sh", "-c", script]).stdin(std::process::Stdio::null());
+    output(&mut cmd)
+}
+
+#[test]
+fn init_runs_from_a_read_only_mount_and_its_binary_cannot_be_rewritten() {
+    let script = "readlink /proc/1/exe; echo x >> /proc/1/exe && echo WROTE; true";
+    // The root of a detached, read-only bind mount of the binary, not a host path.
+    let r = C.run(&["-p", "--", "sh", "-c", script]);
+    assert_eq!(r.stdout_str(), "/\n", "{r:?}");
+    // Where that mount cannot be made (a kernel before 5.2) or not executed from (a
+    // noexec mount), a sealed copy in memory.
+    for (call, errno) in [("open_tree", "ENOSYS"), ("execveat", "EACCES")] {
+        let r = with_a_failing_call(call, errno, script);
+        assert!(r.stdout_str().starts_with("/memfd:virt-sandbox-init"), "{call}: {r:?}");
+        assert!(!r.stdout_str().contains("WROTE"), "{call}: {r:?}");
+    }
+}
+
 #[test]
 fn host_pids_are_invisible() {
     let me = std::process::id();

@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use virt_sandbox_tests::*;
 
@@ -21,6 +22,7 @@ const CASES: &[Case] = &[
     Case { name: "'..' out of a host-bind", args: &["-p", "-m", "host-bind:/mnt={dir}/share"], script: "echo x > /mnt/../etc/escape-{me} && echo ESCAPED; echo x > /mnt/../../{dir}/outside && echo ESCAPED" },
     Case { name: "a symlink in a host-bind pointing out", args: &["-p", "-m", "host-bind:/mnt={dir}/share"], script: "echo x > /mnt/link-to-etc/escape-{me} && echo ESCAPED" },
     Case { name: "a hard link from a host-bind to a host file", args: &["-p", "-m", "host-bind:/mnt={dir}/share"], script: "ln /etc/passwd /mnt/pw && echo ESCAPED" },
+    Case { name: "rewrite init's binary through /proc/1/exe", args: &["-p"], script: "echo x >> /proc/1/exe && echo ESCAPED; true" },
     Case { name: "write through /proc/1/root", args: &["-p"], script: "echo x > /proc/1/root/etc/escape-{me} && echo ESCAPED" },
     Case { name: "write the initrd cache", args: &["-p"], script: "touch /var/cache/virt-sandbox/escape-{me} && echo ESCAPED" },
     Case { name: "see a host process", args: &[], script: "test -e /proc/{me} && echo ESCAPED; test -e /proc/{victim} && echo ESCAPED" },
@@ -50,6 +52,10 @@ fn every_escape_attempt_fails(b: Backend) {
     let mut victim = Command::new("sleep").arg("120").stdout(Stdio::null()).spawn().unwrap();
     let me = std::process::id();
     let hostname = std::fs::read("/etc/hostname").unwrap();
+    let init = std::env::var_os("VIRT_SANDBOX_INIT").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-musl/init/virt-sandbox-init")
+    });
+    let init_bytes = std::fs::read(&init).unwrap();
 
     for case in CASES {
         let fill = |s: &str| {
@@ -67,6 +73,7 @@ fn every_escape_attempt_fails(b: Backend) {
     }
     // And the host agrees.
     assert_eq!(std::fs::read("/etc/hostname").unwrap(), hostname);
+    assert!(std::fs::read(&init).unwrap() == init_bytes, "{} changed", init.display());
     for p in ["/etc", "/var/cache/virt-sandbox", "/tmp"] {
         assert!(!std::path::Path::new(p).join(format!("escape-{me}")).exists(), "{p}");
     }

@@ -96,7 +96,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     let mut temp = TempDirs::default();
     let mounts = mount_plan(spec, &mut temp)?;
     let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
-    let (init, _) = initfile::open()?;
+    let (init, init_path) = initfile::open()?;
     let programs = seccomp::programs()?;
     timeline.mark("init and seccomp programs ready");
     // SAFETY: geteuid/getegid cannot fail.
@@ -119,7 +119,13 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     let tty = std::io::stdin().is_terminal() || std::io::stdout().is_terminal() || std::io::stderr().is_terminal();
     let stdio = if tty { Stdio::Relay } else { Stdio::Inherit };
 
-    let pid = process::spawn(&process::Launch { init: &init, idmap, control: &theirs, cgroup: cgroup.as_ref() })?;
+    let pid = process::spawn(&process::Launch {
+        init: &init,
+        init_path: &init_path,
+        idmap,
+        control: &theirs,
+        cgroup: cgroup.as_ref(),
+    })?;
     drop(theirs);
     timeline.mark("namespaces created, init started");
 
