@@ -36,8 +36,8 @@ pub struct Spec {
     pub identity: Identity,
     /// VM memory.
     pub memory: u64,
-    /// VM vCPUs.
-    pub cpus: u32,
+    /// VM vCPUs, when given (the default depends on the accelerator: qemu::plan::vcpus).
+    pub cpus: Option<u32>,
     /// Container limits (None: no limit).
     pub container_memory: Option<u64>,
     pub container_cpus: Option<u32>,
@@ -152,7 +152,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         cwd: caller.cwd.clone(),
         identity,
         memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
-        cpus: cli.cpus.unwrap_or(1),
+        cpus: cli.cpus,
         container_memory: memory,
         container_cpus: cli.cpus,
         pids: cli.pids,

@@ -119,7 +119,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         machine: plan.machine,
         share: plan.share,
         memory: spec.memory,
-        cpus: spec.cpus,
+        cpus: plan::vcpus(spec.cpus, accel, std::thread::available_parallelism().map_or(1, |n| n.get())),
         kernel: boot_image,
         initrd,
         append,

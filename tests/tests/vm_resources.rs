@@ -1,0 +1,31 @@
+//! The VM's size: vCPUs and memory, by default and as asked.
+
+use virt_sandbox_tests::*;
+
+#[test]
+fn tcg_defaults_to_two_vcpus_on_a_multi_core_host_and_the_options_set_the_size() {
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let r = run(&["--accel", "tcg", "--", "nproc"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout_str().trim(), if host_cpus >= 2 { "2" } else { "1" }, "{r:?}");
+
+    let r = run(&[
+        "--accel",
+        "tcg",
+        "--cpus",
+        "1",
+        "--memory",
+        "256M",
+        "--",
+        "sh",
+        "-c",
+        "nproc; grep MemTotal /proc/meminfo",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = r.stdout_str();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"), "{r:?}");
+    let kib: u64 = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()).unwrap();
+    // The kernel keeps some for itself; more than 256 MiB would mean the option was ignored.
+    assert!((150 << 10..=256 << 10).contains(&kib), "MemTotal {kib} kB: {r:?}");
+}
