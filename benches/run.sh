@@ -2,8 +2,8 @@
 # The project's benchmark: everything measured in one run, interleaved, reported as
 # medians and ratios (this machine is shared and noisy; lone absolute times mislead).
 #
-#   startup  floor      the same QEMU, machine type, kernel (our cached PVH vmlinux) and
-#                       kernel command line, booting a static init that powers off at once
+#   startup  floor      the same QEMU, machine type, kernel (our cached PVH vmlinux), kernel
+#                       command line and vCPUs, booting a static init that powers off at once
 #            vm-warm    virt-sandbox -- /bin/true, initrd and vmlinux cached
 #            vm-cold    the same with an empty initrd cache (the initrd is built; the
 #                       kernel's vmlinux, extracted once per installed kernel, is kept)
@@ -26,19 +26,20 @@ trap 'rm -rf "$work"' EXIT
 
 gcc -Os -static -o "$work/init" benches/floor-init.c
 (cd "$work" && echo init | cpio -o -H newc --quiet > floor.cpio)
-# The floor boots the vmlinux we boot, with our kernel command line (as -v tells it), so
-# that the ratios measure what we add, not how the kernel is tuned.
+# The floor boots the vmlinux we boot, with our kernel command line and vCPU count (as -v
+# tells them), so that the ratios measure what we add, not how the kernel is tuned.
 chosen=$("$vs" -v --kernel "$cloud" -- /bin/true 2>&1)
 vmlinux=$(sed -n 's/.* booted as \([^;]*\);.*/\1/p' <<<"$chosen")
 append=$(sed -n 's/^virt-sandbox: kernel command line: //p' <<<"$chosen")
-[ -n "$vmlinux" ] && [ -n "$append" ] || { echo "bench: virt-sandbox -v did not say what it booted" >&2; exit 1; }
+smp=$(sed -n 's/.* booted as .*, \([0-9]*\) vCPU(s)$/\1/p' <<<"$chosen")
+[ -n "$vmlinux" ] && [ -n "$append" ] && [ -n "$smp" ] || { echo "bench: virt-sandbox -v did not say what it booted" >&2; exit 1; }
 "$vs" -c lxc:/// -- /bin/true
 accel=tcg; cpu=max,-erms,-fsrm
 if [ -w /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; cpu=host; fi
 
 floor() {
     qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
-        -M microvm,rtc=on,acpi=on,pcie=off -accel $accel -cpu $cpu -smp 1 -m 512M \
+        -M microvm,rtc=on,acpi=on,pcie=off -accel $accel -cpu $cpu -smp $smp -m 512M \
         -kernel "$vmlinux" -initrd "$work/floor.cpio" \
         -append "$append" \
         -chardev null,id=con -serial chardev:con

@@ -1,4 +1,7 @@
-//! Loads the initrd's kernel modules in the order the host resolved.
+//! Loads the initrd's kernel modules in the order the host resolved: those up to the
+//! console driver at once (the control channel needs it), the rest (the root's
+//! filesystem and disks) on a second thread, which runs in parallel with the channel's
+//! first exchange on a second vCPU.
 //!
 //! The kernel applies `module.param=value` from the command line only to built-in
 //! modules and to modules loaded by modprobe, which reads /proc/cmdline itself; for
@@ -10,21 +13,51 @@ use std::os::fd::AsRawFd;
 
 const DIR: &str = "/modules";
 
-pub fn load_all() -> Result<(), Failure> {
+/// The control channel's driver: loaded (with what precedes it in the order, which
+/// includes its dependencies) before `load` returns.
+const CONSOLE: &str = "virtio_console";
+
+/// The modules still loading after [`load`] returned.
+pub struct Rest(std::thread::JoinHandle<Result<(), Failure>>);
+
+impl Rest {
+    pub fn wait(self) -> Result<(), Failure> {
+        self.0.join().unwrap_or_else(|_| Err(Failure::new("modules", "the loading thread died")))
+    }
+}
+
+/// Loads the modules up to the console driver, and starts loading the rest.
+pub fn load() -> Result<Option<Rest>, Failure> {
     let order = match std::fs::read_to_string(format!("{DIR}/order")) {
         Ok(s) => s,
         // An initrd without modules: everything needed is built in.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Failure::new("modules", format!("reading {DIR}/order: {e}"))),
     };
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    for name in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        load(name, &params_for(name, &cmdline))?;
+    let names: Vec<String> = order.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let (now, later) = split_after_console(&names);
+    for name in now {
+        load_one(name, &params_for(name, &cmdline))?;
     }
-    Ok(())
+    if later.is_empty() {
+        return Ok(None);
+    }
+    let later = later.to_vec();
+    let thread = std::thread::Builder::new()
+        .name("modules".into())
+        .spawn(move || later.iter().try_for_each(|name| load_one(name, &params_for(name, &cmdline))))
+        .map_err(|e| Failure::new("modules", format!("starting the loading thread: {e}")))?;
+    Ok(Some(Rest(thread)))
 }
 
-fn load(name: &str, params: &str) -> Result<(), Failure> {
+/// The order cut after the console driver (all of it later when the driver is built in).
+fn split_after_console(names: &[String]) -> (&[String], &[String]) {
+    let at = names.iter().position(|n| n.replace('-', "_") == CONSOLE).map_or(0, |i| i + 1);
+    names.split_at(at)
+}
+
+fn load_one(name: &str, params: &str) -> Result<(), Failure> {
     let path = format!("{DIR}/{name}.ko");
     let file = std::fs::File::open(&path).map_err(|e| Failure::new("modules", format!("opening {path}: {e}")))?;
     let params = CString::new(params).map_err(|_| Failure::new("modules", "NUL in module parameters"))?;
@@ -57,7 +90,17 @@ fn params_for(name: &str, cmdline: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::params_for;
+    use super::{params_for, split_after_console};
+
+    #[test]
+    fn the_console_and_what_precedes_it_load_first() {
+        let names = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let order = names("virtio_ring virtio virtio_mmio virtio_console fuse virtiofs");
+        let (now, later) = split_after_console(&order);
+        assert_eq!((now, later), (&order[..4], &order[4..]));
+        let built_in = names("fuse virtiofs");
+        assert_eq!(split_after_console(&built_in), (&built_in[..0], &built_in[..]));
+    }
 
     #[test]
     fn picks_only_this_modules_parameters() {

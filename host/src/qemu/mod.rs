@@ -85,9 +85,10 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         accel::Chosen::Kvm => None,
     };
     let append = cmdline::kernel_append(plan.machine, accel, spec.debug, tsc);
+    let cpus = plan::vcpus(spec.cpus, accel, std::thread::available_parallelism().map_or(1, |n| n.get()));
     if spec.verbose {
         notice(&format!(
-            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}",
+            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {cpus} vCPU(s)",
             kernel.image.display(),
             kernel.version,
             boot_image.display(),
@@ -119,7 +120,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         machine: plan.machine,
         share: plan.share,
         memory: spec.memory,
-        cpus: plan::vcpus(spec.cpus, accel, std::thread::available_parallelism().map_or(1, |n| n.get())),
+        cpus,
         kernel: boot_image,
         initrd,
         append,
