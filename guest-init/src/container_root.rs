@@ -24,19 +24,6 @@ pub fn host_path(p: &str) -> String {
     format!("{HOST}{}", if p == "/" { "" } else { p })
 }
 
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// Device nodes bound from the host into the minimal /dev.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -71,16 +58,16 @@ pub fn host_root(target: &str) -> Result<(), Failure> {
         // SAFETY: umount2 with a NUL-terminated path; EINVAL (not a mountpoint) is fine.
         unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
     }
-    set_attr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    set_attr(target, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV)
 }
 
 /// Makes every mount at and under `target` read-only.
 pub fn set_readonly(target: &str) -> Result<(), Failure> {
-    set_attr(target, MOUNT_ATTR_RDONLY)
+    set_attr(target, libc::MOUNT_ATTR_RDONLY)
 }
 
 fn set_attr(target: &str, attr_set: u64) -> Result<(), Failure> {
-    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = libc::mount_attr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
     let t = cstr(target)?;
     // SAFETY: mount_setattr(2) with a valid path, a valid struct and its size.
     let rc = unsafe {
@@ -88,9 +75,9 @@ fn set_attr(target: &str, attr_set: u64) -> Result<(), Failure> {
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             t.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
         )
     };
     if rc != 0 {

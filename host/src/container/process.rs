@@ -219,14 +219,6 @@ unsafe fn child(
 /// mount namespace, and the fd was opened in the host's; the inode check makes sure it
 /// is still the file that was checked to be a static ELF.
 unsafe fn read_only_clone(exe: &Exe) -> Option<OwnedFd> {
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     // SAFETY: open_tree/mount_setattr/fstat with a valid path, struct and sizes; the
     // new fd is owned at once.
     unsafe {
@@ -236,8 +228,8 @@ unsafe fn read_only_clone(exe: &Exe) -> Option<OwnedFd> {
             return None;
         }
         let fd = OwnedFd::from_raw_fd(fd as RawFd);
-        let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-        let size = std::mem::size_of::<MountAttr>();
+        let attr = libc::mount_attr { attr_set: libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+        let size = std::mem::size_of::<libc::mount_attr>();
         if libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr, size) != 0 {
             return None;
         }
