@@ -3,11 +3,22 @@
 use virt_sandbox_tests::*;
 
 #[test]
-fn tcg_defaults_to_two_vcpus_on_a_multi_core_host_and_the_options_set_the_size() {
+fn tcg_defaults_to_two_vcpus_with_the_tsc_clock_and_the_options_set_the_size() {
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let r = run(&["--accel", "tcg", "--", "nproc"]);
+    let r = run(&[
+        "--accel",
+        "tcg",
+        "--",
+        "sh",
+        "-c",
+        "nproc; cat /sys/devices/system/clocksource/clocksource0/current_clocksource",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.stdout_str().trim(), if host_cpus >= 2 { "2" } else { "1" }, "{r:?}");
+    let out = r.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], if host_cpus >= 2 { "2" } else { "1" }, "{r:?}");
+    // Not the 4 ms jiffies clock a kernel falls back to when it distrusts the TSC.
+    assert!(lines[1].starts_with("tsc"), "clocksource {}: {r:?}", lines[1]);
 
     let r = run(&[
         "--accel",
