@@ -109,8 +109,7 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
 
-    /// CPUs: the VM's vCPUs (default 1 with KVM; 2 under TCG where the host has 2 or more)
-    /// or the container's CPU quota (default none).
+    /// CPUs: the VM's vCPUs (default 1) or the container's CPU quota (default none).
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
 

@@ -155,14 +155,6 @@ pub fn kernel_append(machine: Machine, accel: Chosen, debug: bool, tsc_khz: Opti
     if machine == Machine::Microvm {
         p.push("pci=off");
     }
-    if accel == Chosen::Tcg {
-        // TCG's vCPUs all read the host's clock for their TSC, but the kernel's check
-        // at a second vCPU's start sees them skewed, marks the TSC unstable, and falls
-        // back to a 4 ms jiffies clock for the whole run (clock_gettime and sleeps at
-        // 4 ms steps). The TSC is one clock here; the timekeeping core and the vDSO
-        // never step back on a read behind the last one.
-        p.push("tsc=reliable");
-    }
     let mut s = p.join(" ");
     if let Some(khz) = tsc_khz {
         s.push_str(&format!(" tsc_early_khz={khz}"));
@@ -257,8 +249,7 @@ mod tests {
         let a = kernel_append(Machine::Microvm, Chosen::Tcg, false, Some(2_400_000));
         assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
         assert!(a.contains("mitigations=off") && a.contains("cryptomgr.notests") && a.contains("init_on_alloc=0"));
-        assert!(a.contains("tsc=reliable"));
         let k = kernel_append(Machine::Q35, Chosen::Kvm, true, None);
-        assert!(k.contains("loglevel=7") && !k.contains("mitigations") && !k.contains("tsc=reliable"));
+        assert!(k.contains("loglevel=7") && !k.contains("mitigations"));
     }
 }

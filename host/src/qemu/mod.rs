@@ -85,7 +85,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         accel::Chosen::Kvm => None,
     };
     let append = cmdline::kernel_append(plan.machine, accel, spec.debug, tsc);
-    let cpus = plan::vcpus(spec.cpus, accel, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cpus = plan::vcpus(spec.cpus);
     if spec.verbose {
         notice(&format!(
             "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {cpus} vCPU(s)",

@@ -2,7 +2,6 @@
 //! type (microvm needs virtio-mmio), the root share (virtiofs or 9p) and the modules
 //! the initrd must carry. Pure: tests pass a fake availability.
 
-use crate::accel::Chosen;
 use crate::cli::Fs;
 use virt_sandbox_initrd::modules::Availability;
 
@@ -92,20 +91,15 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
     Ok(Plan { machine, share, modules })
 }
 
-/// The vCPU count: the user's, or the accelerator's default.
+/// The vCPU count: the user's, or one.
 ///
-/// Under TCG, two where the host has two CPUs: each vCPU is a host thread there, and
-/// our boot then took 0.93 x the wall time of one vCPU (20 interleaved pairs of
-/// `-- /bin/true`, 0.89 x up to init's start), while the floor's trivial boot took the
-/// same time with one or two (20 pairs, paired ratio 1.00): a second vCPU takes work
-/// off the one that boots (the kernel unpacks the initrd and runs its workers in
-/// parallel). Under KVM one: unmeasured there, and bringing up a second CPU is work.
-pub fn vcpus(requested: Option<u32>, accel: Chosen, host_cpus: usize) -> u32 {
-    match (requested, accel) {
-        (Some(n), _) => n,
-        (None, Chosen::Tcg) if host_cpus >= 2 => 2,
-        (None, _) => 1,
-    }
+/// Two under TCG were measured faster here (0.90-0.97 x the wall time of one, 16-20
+/// interleaved rounds) but are not the default: the guest kernel then distrusts the TSC
+/// (its sync check sees the vCPUs skewed) and runs on a 4 ms jiffies clock unless told
+/// `tsc=reliable`, and with that, one boot of about 500 in the test suite's runs hung
+/// before init (the boot watchdog fired); the cause is not known.
+pub fn vcpus(requested: Option<u32>) -> u32 {
+    requested.unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -167,12 +161,8 @@ mod tests {
     }
 
     #[test]
-    fn tcg_gets_two_vcpus_where_the_host_has_two_and_the_user_always_wins() {
-        assert_eq!(vcpus(None, Chosen::Tcg, 2), 2);
-        assert_eq!(vcpus(None, Chosen::Tcg, 16), 2);
-        assert_eq!(vcpus(None, Chosen::Tcg, 1), 1);
-        assert_eq!(vcpus(None, Chosen::Kvm, 16), 1);
-        assert_eq!(vcpus(Some(1), Chosen::Tcg, 16), 1);
-        assert_eq!(vcpus(Some(4), Chosen::Kvm, 2), 4);
+    fn one_vcpu_unless_asked() {
+        assert_eq!(vcpus(None), 1);
+        assert_eq!(vcpus(Some(4)), 4);
     }
 }
