@@ -96,8 +96,8 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
 /// Two under TCG were measured faster here (0.90-0.97 x the wall time of one, 16-20
 /// interleaved rounds) but are not the default: the guest kernel then distrusts the TSC
 /// (its sync check sees the vCPUs skewed) and runs on a 4 ms jiffies clock unless told
-/// `tsc=reliable`, and with that, one boot of about 500 in the test suite's runs hung
-/// before init (the boot watchdog fired); the cause is not known.
+/// `tsc=reliable`, and with that, one boot in three runs of the test suite hung before
+/// init (the boot watchdog fired); the cause is not known.
 pub fn vcpus(requested: Option<u32>) -> u32 {
     requested.unwrap_or(1)
 }
