@@ -13,9 +13,10 @@ use std::os::fd::AsRawFd;
 
 const DIR: &str = "/modules";
 
-/// The control channel's driver: loaded (with what precedes it in the order, which
-/// includes its dependencies) before `load` returns.
-const CONSOLE: &str = "virtio_console";
+/// The control channel's driver and the transports its device may sit on: loaded (with
+/// what precedes them in the order, which includes their dependencies) before `load`
+/// returns.
+const CONSOLE: &[&str] = &["virtio_console", "virtio_mmio", "virtio_pci"];
 
 /// The modules still loading after [`load`] returned.
 pub struct Rest(std::thread::JoinHandle<Result<(), Failure>>);
@@ -51,9 +52,10 @@ pub fn load() -> Result<Option<Rest>, Failure> {
     Ok(Some(Rest(thread)))
 }
 
-/// The order cut after the console driver (all of it later when the driver is built in).
+/// The order cut after the last of the console driver and its transport (all of it
+/// later when both are built in).
 fn split_after_console(names: &[String]) -> (&[String], &[String]) {
-    let at = names.iter().position(|n| n.replace('-', "_") == CONSOLE).map_or(0, |i| i + 1);
+    let at = names.iter().rposition(|n| CONSOLE.contains(&n.replace('-', "_").as_str())).map_or(0, |i| i + 1);
     names.split_at(at)
 }
 
@@ -98,6 +100,9 @@ mod tests {
         let order = names("virtio_ring virtio virtio_mmio virtio_console fuse virtiofs");
         let (now, later) = split_after_console(&order);
         assert_eq!((now, later), (&order[..4], &order[4..]));
+        // A built-in console driver still waits for a transport that is a module.
+        let mmio_only = names("virtio_ring virtio virtio_mmio fuse virtiofs");
+        assert_eq!(split_after_console(&mmio_only), (&mmio_only[..3], &mmio_only[3..]));
         let built_in = names("fuse virtiofs");
         assert_eq!(split_after_console(&built_in), (&built_in[..0], &built_in[..]));
     }

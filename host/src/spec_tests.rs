@@ -132,7 +132,7 @@ fn container_limits_are_optional_and_vm_sizes_have_defaults() {
     let s = spec(&["-c", "lxc:///", "--memory", "64M", "--pids", "64", "--cpus", "2", "--", "true"]).unwrap();
     assert_eq!((s.container_memory, s.container_cpus, s.pids), (Some(64 << 20), Some(2), Some(64)));
     let s = spec(&["--", "true"]).unwrap();
-    assert_eq!((s.memory, s.cpus), (512 << 20, None));
+    assert_eq!((s.memory, s.cpus), (512 << 20, 1));
 }
 
 #[test]

@@ -85,16 +85,16 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         accel::Chosen::Kvm => None,
     };
     let append = cmdline::kernel_append(plan.machine, accel, spec.debug, tsc);
-    let cpus = plan::vcpus(spec.cpus);
     if spec.verbose {
         notice(&format!(
-            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {cpus} vCPU(s)",
+            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
             kernel.image.display(),
             kernel.version,
             boot_image.display(),
             accel,
             plan.machine,
-            plan.share
+            plan.share,
+            spec.cpus
         ));
         notice(&format!("kernel command line: {append}"));
     }
@@ -120,7 +120,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         machine: plan.machine,
         share: plan.share,
         memory: spec.memory,
-        cpus,
+        cpus: spec.cpus,
         kernel: boot_image,
         initrd,
         append,

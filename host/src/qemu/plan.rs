@@ -91,17 +91,6 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
     Ok(Plan { machine, share, modules })
 }
 
-/// The vCPU count: the user's, or one.
-///
-/// Two under TCG were measured faster here (0.90-0.97 x the wall time of one, 16-20
-/// interleaved rounds) but are not the default: the guest kernel then distrusts the TSC
-/// (its sync check sees the vCPUs skewed) and runs on a 4 ms jiffies clock unless told
-/// `tsc=reliable`, and with that, one boot in three runs of the test suite hung before
-/// init (the boot watchdog fired); the cause is not known.
-pub fn vcpus(requested: Option<u32>) -> u32 {
-    requested.unwrap_or(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,11 +147,5 @@ mod tests {
     fn built_in_drivers_count_as_present() {
         let p = plan(&|_: &str| Availability::Builtin, Fs::Virtiofs, None).unwrap();
         assert_eq!(p.share, Share::Virtiofs);
-    }
-
-    #[test]
-    fn one_vcpu_unless_asked() {
-        assert_eq!(vcpus(None), 1);
-        assert_eq!(vcpus(Some(4)), 4);
     }
 }
