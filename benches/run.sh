@@ -26,16 +26,17 @@ trap 'rm -rf "$work"' EXIT
 
 gcc -Os -static -o "$work/init" benches/floor-init.c
 (cd "$work" && echo init | cpio -o -H newc --quiet > floor.cpio)
-# The floor boots the vmlinux we boot, with our kernel command line and vCPU count (as -v
-# tells them), so that the ratios measure what we add, not how the kernel is tuned.
+# The floor boots the vmlinux we boot, with our accelerator, CPU model, kernel command
+# line and vCPU count (as -v tells them), so that the ratios measure what we add, not
+# how the kernel or the CPU is tuned.
 chosen=$("$vs" -v --kernel "$cloud" -- /bin/true 2>&1)
 vmlinux=$(sed -n 's/.* booted as \([^;]*\);.*/\1/p' <<<"$chosen")
 append=$(sed -n 's/^virt-sandbox: kernel command line: //p' <<<"$chosen")
 smp=$(sed -n 's/.* booted as .*, \([0-9]*\) vCPU(s)$/\1/p' <<<"$chosen")
-[ -n "$vmlinux" ] && [ -n "$append" ] && [ -n "$smp" ] || { echo "bench: virt-sandbox -v did not say what it booted" >&2; exit 1; }
+cpu=$(sed -n 's/^virt-sandbox: cpu model: //p' <<<"$chosen")
+accel=$(sed -n 's/.* booted as [^;]*; \([A-Za-z]*\),.*/\1/p' <<<"$chosen" | tr '[:upper:]' '[:lower:]')
+[ -n "$vmlinux" ] && [ -n "$append" ] && [ -n "$smp" ] && [ -n "$cpu" ] && [ -n "$accel" ] || { echo "bench: virt-sandbox -v did not say what it booted" >&2; exit 1; }
 "$vs" -c lxc:/// -- /bin/true
-accel=tcg; cpu=max,-erms,-fsrm
-if [ -w /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; cpu=host; fi
 
 floor() {
     qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \

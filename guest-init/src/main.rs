@@ -74,7 +74,8 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     };
 
     // The run itself. The network first: bringing lo up is ~30 ms of CPU in a TCG
-    // guest, spent while the root's modules finish loading on the other vCPU.
+    // guest, spent while the root's modules finish loading on the other thread (in
+    // parallel when the VM has a second vCPU).
     times.mark("run spec received");
     net::setup(&spec.hostname)?;
     if let Some(rest) = modules {

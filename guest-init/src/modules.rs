@@ -1,7 +1,8 @@
 //! Loads the initrd's kernel modules in the order the host resolved: those up to the
 //! console driver at once (the control channel needs it), the rest (the root's
-//! filesystem and disks) on a second thread, which runs in parallel with the channel's
-//! first exchange on a second vCPU.
+//! filesystem and disks) on a second thread, which loads them while the main thread
+//! waits for the host's first answer on the channel (and in parallel with everything
+//! else when the VM has a second vCPU).
 //!
 //! The kernel applies `module.param=value` from the command line only to built-in
 //! modules and to modules loaded by modprobe, which reads /proc/cmdline itself; for

@@ -97,6 +97,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
             spec.cpus
         ));
         notice(&format!("kernel command line: {append}"));
+        notice(&format!("cpu model: {}", cmdline::cpu_model(accel)));
     }
 
     // Start.
