@@ -157,7 +157,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         // keep the TSC clock since the CPU model and `tsc=nowatchdog` of
         // qemu/cmdline.rs. But an earlier two-vCPU default, then with `tsc=reliable`,
         // had one boot in three runs of the test suite hang before init, cause unknown;
-        // 373 two-vCPU boots since, two and three at a time, did not hang, which is
+        // 379 two-vCPU boots since, two and three at a time, did not hang, which is
         // evidence, not proof.
         cpus: cli.cpus.unwrap_or(1),
         container_memory: memory,
