@@ -155,10 +155,11 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         // One by default. Two boot faster under TCG here (medians of 12 rotating rounds:
         // 2728 against 2899 ms, and the floor's trivial boot gains as much, 0.91 x), and
         // keep the TSC clock since the CPU model and `tsc=nowatchdog` of
-        // qemu/cmdline.rs. But an earlier two-vCPU default, then with `tsc=reliable`,
-        // had one boot in three runs of the test suite hang before init, cause unknown;
-        // 379 two-vCPU boots since, two and three at a time, did not hang, which is
-        // evidence, not proof.
+        // qemu/cmdline.rs. But two vCPUs sometimes hang early in the kernel's boot
+        // under TCG here, cause unknown: one boot in three runs of the test suite (an
+        // earlier two-vCPU default, with `tsc=reliable`), and 3 of ~1000 boots run two
+        // or three at a time with today's CPU model, all 3 within one 10-minute run of
+        // 288. The boot watchdog ends such a run with 125.
         cpus: cli.cpus.unwrap_or(1),
         container_memory: memory,
         container_cpus: cli.cpus,
