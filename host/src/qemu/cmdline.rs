@@ -66,11 +66,11 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
         Machine::Microvm => push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
         Machine::Q35 => push(&["-M", &format!("q35{backend}")]),
     }
-    match c.accel {
-        Chosen::Kvm => push(&["-accel", "kvm"]),
-        Chosen::Tcg => push(&["-accel", "tcg"]),
-    }
-    push(&["-cpu", cpu_model(c.accel)]);
+    let accel = match c.accel {
+        Chosen::Kvm => "kvm",
+        Chosen::Tcg => "tcg",
+    };
+    push(&["-accel", accel, "-cpu", cpu_model(c.accel)]);
     push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
     if c.share == Share::Virtiofs {
         push(&["-object", &format!("memory-backend-memfd,id=mem,size={mib}M,share=on")]);
