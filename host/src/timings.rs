@@ -1,7 +1,10 @@
 //! `--timings`: where a run's time went, phase by phase. The launcher marks its own
 //! phases on CLOCK_MONOTONIC; init's phases (CLOCK_BOOTTIME in the guest) are placed on
-//! the same line by anchoring init's "hello" stamp at the moment the launcher received
-//! that hello (the channel's latency is far below a millisecond).
+//! the same line by the two messages that carry a stamp taken just before they were
+//! sent: "hello", and the list of stamps itself (its last one). A message arrives after
+//! it was stamped, so each gives an upper bound on the offset between the two clocks;
+//! the smaller bound is the one whose delivery was least delayed, and taking it keeps
+//! every guest phase before the host saw it happen.
 
 use std::time::Instant;
 
@@ -12,6 +15,8 @@ pub struct Timeline {
     marks: Vec<(String, Instant)>,
     hello_at: Option<Instant>,
     guest: Vec<(String, u64)>,
+    /// When the guest's stamps arrived.
+    guest_at: Option<Instant>,
     /// CLOCK_BOOTTIME at `start`, for a guest that shares the host's kernel (a
     /// container), whose stamps then need no anchoring.
     start_boottime_ns: u64,
@@ -34,7 +39,15 @@ impl Timeline {
         unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
         let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
         let start_boottime_ns = now_ns.saturating_sub(start.elapsed().as_nanos() as u64);
-        Timeline { start, marks: Vec::new(), hello_at: None, guest: Vec::new(), start_boottime_ns, same_kernel: false }
+        Timeline {
+            start,
+            marks: Vec::new(),
+            hello_at: None,
+            guest: Vec::new(),
+            guest_at: None,
+            start_boottime_ns,
+            same_kernel: false,
+        }
     }
 
     /// The guest runs on this host's kernel: its CLOCK_BOOTTIME is ours.
@@ -53,6 +66,7 @@ impl Timeline {
 
     pub fn guest(&mut self, stamps: Vec<(String, u64)>) {
         self.guest = stamps;
+        self.guest_at = Some(Instant::now());
     }
 
     /// Every phase in time order; each lasts from the previous mark to its own.
@@ -65,10 +79,15 @@ impl Timeline {
                 points.push((format!("guest: {name}"), (*ns as f64 - self.start_boottime_ns as f64) / 1e6));
             }
         } else if let (Some(at), Some(g_hello)) = (self.hello_at, anchor) {
-            let host_hello = ms(at);
+            // Host ms minus guest ms, bounded from above by each message's arrival. The
+            // hello alone was off by up to ~10 ms when the launcher was slow to take it
+            // (measured: the command's exit then came after "exit status received").
+            let mut offset = ms(at) - g_hello as f64 / 1e6;
+            if let (Some(at), Some((_, g_last))) = (self.guest_at, self.guest.last()) {
+                offset = offset.min(ms(at) - *g_last as f64 / 1e6);
+            }
             for (name, ns) in &self.guest {
-                let t = host_hello - (g_hello as f64 - *ns as f64) / 1e6;
-                points.push((format!("guest: {name}"), t));
+                points.push((format!("guest: {name}"), *ns as f64 / 1e6 + offset));
             }
         }
         points.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -157,6 +176,27 @@ mod tests {
         let exited = &p[i("guest: command exited")];
         assert!((exited.end_ms - hello.end_ms - 5.0).abs() < 0.01);
         assert!(p.windows(2).all(|w| w[0].end_ms <= w[1].end_ms));
+    }
+
+    #[test]
+    fn a_hello_taken_late_does_not_put_the_guest_after_the_host() {
+        let mut t = Timeline::new(Instant::now() - Duration::from_millis(100));
+        // The launcher takes the hello 15 ms after it was sent: anchored there alone,
+        // the guest's last stamp would land 10 ms after the stamps arrived.
+        t.hello();
+        std::thread::sleep(Duration::from_millis(5));
+        t.guest(vec![
+            ("hello".into(), 2_000_000_000),
+            ("command exited".into(), 2_018_000_000),
+            ("synced".into(), 2_020_000_000),
+        ]);
+        t.mark("exit status received");
+        let p = t.phases();
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["guest: hello", "guest: command exited", "guest: synced", "exit status received"]);
+        // Guest phases keep their own clock's durations.
+        assert!((p[1].took_ms - 18.0).abs() < 0.01, "{p:?}");
+        assert!((p[2].took_ms - 2.0).abs() < 0.01, "{p:?}");
     }
 
     #[test]
