@@ -9,6 +9,7 @@
 mod channel;
 mod command;
 mod container_root;
+mod cpus;
 mod error;
 mod include;
 mod kmsg;
@@ -57,8 +58,10 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     // Before the run spec: only what every run needs, so that a VM booted up to the
     // spec could be snapshotted and reused.
     let mut modules = None;
+    let mut onlining = None;
     if sandbox == Sandbox::Vm {
         mounts::early()?;
+        onlining = Some(cpus::start()?);
         kmsg::info("early mounts done");
         modules = modules::load()?;
         times.mark("console driver loaded");
@@ -96,6 +99,10 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     }
     times.mark("root mounted");
     include::apply(c, &spec.includes, spec.identity.uid, spec.identity.gid)?;
+    if let Some(o) = onlining {
+        o.wait()?;
+        times.mark("vCPUs online");
+    }
     let status = match command::spawn(&spec)? {
         command::Spawned::Running(child) => {
             times.mark("command started");

@@ -139,8 +139,23 @@ pub fn cpu_model(accel: Chosen) -> &'static str {
 
 /// The kernel command line. `quiet` unless debugging: every console byte is slow to
 /// emulate, and errors and panics still print at this level.
-pub fn kernel_append(machine: Machine, accel: Chosen, debug: bool, tsc_khz: Option<u64>) -> String {
+pub fn kernel_append(machine: Machine, accel: Chosen, cpus: u32, debug: bool, tsc_khz: Option<u64>) -> String {
     let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t"];
+    if accel == Chosen::Tcg && cpus > 1 {
+        // The kernel boots on one vCPU and init brings the others online (guest-init's
+        // cpus.rs). QEMU 7.2's multi-threaded TCG can keep running a stale translation
+        // of kernel text that another vCPU has just rewritten: when the boot flips a
+        // static key (text_poke_bp: int3, then the new bytes, then the int3 removed)
+        // while the second vCPU runs that code in its idle loop, both vCPUs end up
+        // trapping forever on an int3 that memory no longer holds (caught on the
+        // monitor: both at sched_clock_idle_wakeup_event+0, one in
+        // kprobe_int3_handler's "int3 already removed" path). That hung ~3 boots in
+        // 1000. After init starts, the boot flips no more keys (traced: the only one is
+        // in cpu_up, before the new vCPU runs). noreplace-smp: the kernel would patch
+        // itself for one CPU at boot and back for two at onlining.
+        p.push("maxcpus=1");
+        p.push("noreplace-smp");
+    }
     if accel == Chosen::Tcg {
         // TCG does not execute speculatively, so the speculation mitigations (page-table
         // isolation above all: a TLB flush per system call) only cost time there.
@@ -269,11 +284,15 @@ mod tests {
 
     #[test]
     fn kernel_command_line() {
-        let a = kernel_append(Machine::Microvm, Chosen::Tcg, false, Some(2_400_000));
+        let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, Some(2_400_000));
         assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
         assert!(a.contains("mitigations=off") && a.contains("cryptomgr.notests") && a.contains("init_on_alloc=0"));
         assert!(a.contains("tsc=nowatchdog"));
-        let k = kernel_append(Machine::Q35, Chosen::Kvm, true, None);
+        assert!(!a.contains("maxcpus"));
+        let k = kernel_append(Machine::Q35, Chosen::Kvm, 2, true, None);
         assert!(k.contains("loglevel=7") && !k.contains("mitigations") && !k.contains("tsc="));
+        assert!(!k.contains("maxcpus"), "KVM boots every vCPU: {k}");
+        let two = kernel_append(Machine::Microvm, Chosen::Tcg, 2, false, None);
+        assert!(two.contains("maxcpus=1") && two.contains("noreplace-smp"), "{two}");
     }
 }

@@ -84,7 +84,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         accel::Chosen::Kvm => None,
     };
-    let append = cmdline::kernel_append(plan.machine, accel, spec.debug, tsc);
+    let append = cmdline::kernel_append(plan.machine, accel, spec.cpus, spec.debug, tsc);
     if spec.verbose {
         notice(&format!(
             "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",

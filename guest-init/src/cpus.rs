@@ -1,0 +1,48 @@
+//! Brings the VM's other vCPUs online. Under TCG the host boots a multi-vCPU guest with
+//! `maxcpus=1` (host/src/qemu/cmdline.rs says why): the kernel boots on one vCPU and
+//! init starts the others here, before the command, so that the command sees every
+//! vCPU it was given. With all of them already online (KVM) this finds nothing to do.
+
+use crate::error::Failure;
+use std::io::Write;
+
+const SYSFS: &str = "/sys/devices/system/cpu";
+
+/// Onlining runs in the kernel for tens of milliseconds under TCG; a thread does it
+/// while init mounts the root.
+pub struct Onlining(std::thread::JoinHandle<Result<(), Failure>>);
+
+impl Onlining {
+    pub fn wait(self) -> Result<(), Failure> {
+        self.0.join().unwrap_or_else(|_| Err(Failure::new("cpus", "the onlining thread died")))
+    }
+}
+
+pub fn start() -> Result<Onlining, Failure> {
+    std::thread::Builder::new()
+        .name("cpus".into())
+        .spawn(online_all)
+        .map(Onlining)
+        .map_err(|e| Failure::new("cpus", format!("starting the onlining thread: {e}")))
+}
+
+/// Writes 1 to every `cpuN/online` that reads 0 (cpu0 has no such file).
+fn online_all() -> Result<(), Failure> {
+    let entries = std::fs::read_dir(SYSFS).map_err(|e| Failure::new("cpus", format!("reading {SYSFS}: {e}")))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(|s| s.strip_prefix("cpu")) else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = entry.path().join("online");
+        if std::fs::read_to_string(&path).map(|s| s.trim() == "0").unwrap_or(false) {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(b"1"))
+                .map_err(|e| Failure::new("cpus", format!("bringing {name:?} online: {e}")))?;
+        }
+    }
+    Ok(())
+}
