@@ -9,7 +9,7 @@ use std::io::Write;
 const SYSFS: &str = "/sys/devices/system/cpu";
 
 /// Onlining runs in the kernel for tens of milliseconds under TCG; a thread does it
-/// while init mounts the root.
+/// while init loads its modules, and the second vCPU then shares that work.
 pub struct Onlining(std::thread::JoinHandle<Result<(), Failure>>);
 
 impl Onlining {

@@ -61,6 +61,8 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     let mut onlining = None;
     if sandbox == Sandbox::Vm {
         mounts::early()?;
+        // As early as sysfs is there: from here on the boot patches no kernel text
+        // (cpus.rs), and the second vCPU helps with everything after.
         onlining = Some(cpus::start()?);
         kmsg::info("early mounts done");
         modules = modules::load()?;

@@ -83,6 +83,14 @@ const MIN_MEMORY: u64 = 64 << 20;
 const MIN_CONTAINER_MEMORY: u64 = 4 << 20;
 const DEFAULT_VM_MEMORY: u64 = 512 << 20;
 
+/// Two vCPUs, or one on a host with one CPU, where a second would only take turns.
+fn default_vcpus() -> u32 {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() >= 2 => 2,
+        _ => 1,
+    }
+}
+
 pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let backend = backend(&cli.connect)?;
     let name = match cli.name.clone() {
@@ -152,15 +160,11 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         cwd: caller.cwd.clone(),
         identity,
         memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
-        // One by default. Two boot faster under TCG here (medians of 12 rotating rounds:
-        // 2728 against 2899 ms, and the floor's trivial boot gains as much, 0.91 x), and
-        // keep the TSC clock since the CPU model and `tsc=nowatchdog` of
-        // qemu/cmdline.rs. But two vCPUs sometimes hang early in the kernel's boot
-        // under TCG here, cause unknown: one boot in three runs of the test suite (an
-        // earlier two-vCPU default, with `tsc=reliable`), and 3 of ~1000 boots run two
-        // or three at a time with today's CPU model, all 3 within one 10-minute run of
-        // 288. The boot watchdog ends such a run with 125.
-        cpus: cli.cpus.unwrap_or(1),
+        // Two by default where the host has two CPUs: under TCG (one host thread per
+        // vCPU) they carry the guest's stdout relay and the command at once, 256 MiB of
+        // stdout in 0.69 x the time of one vCPU (8 alternating pairs); the kernel boots
+        // on one of them either way (qemu/cmdline.rs, maxcpus=1).
+        cpus: cli.cpus.unwrap_or_else(default_vcpus),
         container_memory: memory,
         container_cpus: cli.cpus,
         pids: cli.pids,
