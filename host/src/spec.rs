@@ -163,7 +163,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         // Two by default where the host has two CPUs: under TCG (one host thread per
         // vCPU) they carry the guest's stdout relay and the command at once, 256 MiB of
         // stdout in 0.72 x the time of one vCPU (8 alternating pairs); the kernel boots
-        // on one of them either way (qemu/cmdline.rs, maxcpus=1).
+        // on one of them under TCG (qemu/cmdline.rs, maxcpus=1).
         cpus: cli.cpus.unwrap_or_else(default_vcpus),
         container_memory: memory,
         container_cpus: cli.cpus,
