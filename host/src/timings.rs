@@ -181,8 +181,9 @@ mod tests {
     #[test]
     fn a_hello_taken_late_does_not_put_the_guest_after_the_host() {
         let mut t = Timeline::new(Instant::now() - Duration::from_millis(100));
-        // The launcher takes the hello 15 ms after it was sent: anchored there alone,
-        // the guest's last stamp would land 10 ms after the stamps arrived.
+        // The stamps arrive 5 ms after the launcher took the hello, but the guest took
+        // them 20 ms after its hello: the hello was taken at least 15 ms late, and
+        // anchored on it alone "synced" would land 15 ms after the stamps arrived.
         t.hello();
         std::thread::sleep(Duration::from_millis(5));
         t.guest(vec![
