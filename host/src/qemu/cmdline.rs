@@ -150,11 +150,14 @@ pub fn kernel_append(machine: Machine, accel: Chosen, cpus: u32, debug: bool, ts
         // trapping forever on an int3 that memory no longer holds (caught on the
         // monitor: both at sched_clock_idle_wakeup_event+0, one in
         // kprobe_int3_handler's "int3 already removed" path). That hung ~3 boots in
-        // 1000. After init starts, the boot flips no more keys (traced: the only one is
-        // in cpu_up, before the new vCPU runs). noreplace-smp: the kernel would patch
-        // itself for one CPU at boot and back for two at onlining.
+        // 1000. After init starts, the boot flips no more keys but the ones these
+        // options keep still (kprobes on the static_key_* functions, by onlining):
+        // noreplace-smp, or the kernel patches itself for one CPU at boot and back for
+        // two at onlining; no_ipi_broadcast, or cpu_up, once the new vCPU runs, enables
+        // apic_use_ipi_shorthand at 46 sites (and that took ~10 ms of init's part).
         p.push("maxcpus=1");
         p.push("noreplace-smp");
+        p.push("no_ipi_broadcast=1");
     }
     if accel == Chosen::Tcg {
         // TCG does not execute speculatively, so the speculation mitigations (page-table
@@ -293,6 +296,9 @@ mod tests {
         assert!(k.contains("loglevel=7") && !k.contains("mitigations") && !k.contains("tsc="));
         assert!(!k.contains("maxcpus"), "KVM boots every vCPU: {k}");
         let two = kernel_append(Machine::Microvm, Chosen::Tcg, 2, false, None);
-        assert!(two.contains("maxcpus=1") && two.contains("noreplace-smp"), "{two}");
+        assert!(
+            two.contains("maxcpus=1") && two.contains("noreplace-smp") && two.contains("no_ipi_broadcast=1"),
+            "{two}"
+        );
     }
 }
