@@ -1,7 +1,8 @@
 //! Brings the VM's other vCPUs online. Under TCG the host boots a multi-vCPU guest with
 //! `maxcpus=1` (host/src/qemu/cmdline.rs says why): the kernel boots on one vCPU and
 //! init starts the others here, before the command, so that the command sees every
-//! vCPU it was given. With all of them already online (KVM) this finds nothing to do.
+//! vCPU it was given. With all of them already online (KVM, or one vCPU) it does
+//! nothing beyond reading one sysfs file.
 
 use crate::error::Failure;
 use std::io::Write;
@@ -18,11 +19,16 @@ impl Onlining {
     }
 }
 
-pub fn start() -> Result<Onlining, Failure> {
+/// Starts onlining the offline vCPUs; None when there are none.
+pub fn start() -> Result<Option<Onlining>, Failure> {
+    let offline = std::fs::read_to_string(format!("{SYSFS}/offline")).unwrap_or_default();
+    if offline.trim().is_empty() {
+        return Ok(None);
+    }
     std::thread::Builder::new()
         .name("cpus".into())
         .spawn(online_all)
-        .map(Onlining)
+        .map(|t| Some(Onlining(t)))
         .map_err(|e| Failure::new("cpus", format!("starting the onlining thread: {e}")))
 }
 

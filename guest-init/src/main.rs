@@ -62,8 +62,8 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     if sandbox == Sandbox::Vm {
         mounts::early()?;
         // As early as sysfs is there: from here on the boot patches no kernel text
-        // (cpus.rs), and the second vCPU helps with everything after.
-        onlining = Some(cpus::start()?);
+        // (host/src/qemu/cmdline.rs), and the second vCPU helps with everything after.
+        onlining = cpus::start()?;
         kmsg::info("early mounts done");
         modules = modules::load()?;
         times.mark("console driver loaded");

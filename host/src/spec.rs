@@ -85,10 +85,7 @@ const DEFAULT_VM_MEMORY: u64 = 512 << 20;
 
 /// Two vCPUs, or one on a host with one CPU, where a second would only take turns.
 fn default_vcpus() -> u32 {
-    match std::thread::available_parallelism() {
-        Ok(n) if n.get() >= 2 => 2,
-        _ => 1,
-    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u32)
 }
 
 pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
