@@ -87,14 +87,17 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 paired() { paste "$work/$1.ms" "$work/$2.ms" | awk '{printf "%.4f\n", $1 / $2}' > "$work/$1-$2.ratio"; printf "%.2f" "$(median "$work/$1-$2.ratio")"; }
 
 # Throughput: 256 MiB of stdout, interleaved: per round the host pipe and the container
-# three times each, pipe then container (a host pipe's own time varies by 2x here from
+# (with and without its seccomp filter) three times each, pipe then containers (a host pipe's own time varies by 2x here from
 # one run to the next, with where the scheduler puts its two ends), and the VM once.
 mib=256; bytes=$((mib << 20))
 pipe() { head -c $bytes /dev/zero | cat > /dev/null; }
 ctout() { "$vs" -c lxc:/// -- head -c $bytes /dev/zero | cat > /dev/null; }
+# The same without the seccomp filter (--security-opt seccomp=unconfined): what the
+# filter's slower system call path costs (docs/container-security.md).
+ctfree() { "$vs" -c lxc:/// --security-opt seccomp=unconfined -- head -c $bytes /dev/zero | cat > /dev/null; }
 vmout() { "$vs" --kernel "$cloud" --timings=json -- head -c $bytes /dev/zero 2> "$work/vmout.json" | cat > /dev/null; }
 for i in $(seq 7); do
-    for n in pipe ctout pipe ctout pipe ctout vmout; do
+    for n in pipe ctout ctfree pipe ctout ctfree pipe ctout ctfree vmout; do
         t0=$(ns); $n; record "$n" "$t0" "$(ns)"
     done
     # The guest's own time from the command's start to its exit: the transfer, without
@@ -106,6 +109,7 @@ mbps() { echo "scale=0; $mib * 1048576 / 1000000 * 1000 / $1" | bc; }
 # start for the transfer itself (the container's is also shown with its start included).
 vm_xfer=$(echo "$(m vmout) - $(m vm_warm)" | bc)
 ct_xfer=$(echo "$(m ctout) - $(m container)" | bc)
+ctfree_xfer=$(echo "$(m ctfree) - $(m container)" | bc)
 rss_vm=$("$vs" --kernel "$cloud" --timings=json -- /bin/true 2>&1 | sed -n 's/.*"peak_rss_kib":\([0-9]*\).*/\1/p')
 rss_ct=$("$vs" -c lxc:/// --timings=json -- /bin/true 2>&1 | sed -n 's/.*"peak_rss_kib":\([0-9]*\).*/\1/p')
 init_size=$(stat -c %s "$(ls target/x86_64-unknown-linux-*/init/virt-sandbox-init | head -1)")
@@ -134,5 +138,7 @@ echo "| VM stdout, ${mib} MiB (the command's run in the guest) | $(mbps "$(m vmr
 echo "| VM stdout, ${mib} MiB (end to end, median boot subtracted) | $(mbps "$vm_xfer") MB/s | |"
 echo "| container stdout, ${mib} MiB (start subtracted) | $(mbps "$ct_xfer") MB/s | $(ratio "$(m pipe)" "$ct_xfer") × host pipe | |"
 echo "| container stdout, ${mib} MiB (start included) | $(mbps "$(m ctout)") MB/s | $(ratio "$(m pipe)" "$(m ctout)") × host pipe | $(paired pipe ctout) × host pipe |"
+echo "| container stdout, seccomp=unconfined (start subtracted) | $(mbps "$ctfree_xfer") MB/s | $(ratio "$(m pipe)" "$ctfree_xfer") × host pipe | |"
+echo "| container stdout, seccomp=unconfined (start included) | $(mbps "$(m ctfree)") MB/s | $(ratio "$(m pipe)" "$(m ctfree)") × host pipe | $(paired pipe ctfree) × host pipe |"
 echo "| launcher peak RSS (VM / container) | ${rss_vm} / ${rss_ct} KiB | |"
 echo "| init binary / initrd with modules | $((init_size / 1024)) / $((initrd_size / 1024)) KiB | |"

@@ -122,6 +122,12 @@ pub struct Cli {
     #[arg(long)]
     pub userns: bool,
 
+    /// Container: `seccomp=unconfined` runs the command without the seccomp filter
+    /// (Docker's and Podman's spelling). Faster system calls, a wider kernel surface:
+    /// see docs/container-security.md before using it on code you do not trust.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+
     /// Stop the command after this long (e.g. 30s, 5m, 1h30m) and exit 124.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,

@@ -43,6 +43,8 @@ pub struct Spec {
     pub container_cpus: Option<u32>,
     pub pids: Option<u64>,
     pub userns: bool,
+    /// Container: install the seccomp filter (off only by `--security-opt seccomp=unconfined`).
+    pub seccomp: bool,
     pub privileged: bool,
     pub timeout: Option<Duration>,
     pub boot_timeout: Option<Duration>,
@@ -135,11 +137,16 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     if cli.pids == Some(0) {
         return Err("--pids 0 would not even allow the command: give at least 1".into());
     }
-    if backend == Backend::Qemu && (cli.pids.is_some() || cli.userns) {
-        return Err(format!(
-            "{} applies to containers only (-c lxc:///)",
-            if cli.userns { "--userns" } else { "--pids" }
-        ));
+    let seccomp = security_opts(&cli.security_opt)?;
+    if backend == Backend::Qemu && (cli.pids.is_some() || cli.userns || !cli.security_opt.is_empty()) {
+        let option = if cli.userns {
+            "--userns"
+        } else if cli.pids.is_some() {
+            "--pids"
+        } else {
+            "--security-opt"
+        };
+        return Err(format!("{option} applies to containers only (-c lxc:///)"));
     }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
     if timeout == Some(Duration::ZERO) {
@@ -166,6 +173,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         container_cpus: cli.cpus,
         pids: cli.pids,
         userns: cli.userns,
+        seccomp,
         privileged: cli.privileged,
         timeout,
         boot_timeout,
@@ -268,6 +276,24 @@ fn backend(uri: &str) -> Result<Backend, String> {
         }
         u => Err(format!("unknown connect URI {u:?}: use qemu:///session or lxc:///")),
     }
+}
+
+/// `--security-opt` values, later ones winning: whether the seccomp filter goes on.
+fn security_opts(opts: &[String]) -> Result<bool, String> {
+    let mut seccomp = true;
+    for opt in opts {
+        seccomp = match opt.as_str() {
+            "seccomp=unconfined" => false,
+            "seccomp=default" => true,
+            o if o.starts_with("seccomp=") => {
+                return Err(format!(
+                    "--security-opt {o:?}: only seccomp=default and seccomp=unconfined are supported (no profile files)"
+                ))
+            }
+            o => return Err(format!("unknown --security-opt {o:?}: use seccomp=unconfined or seccomp=default")),
+        };
+    }
+    Ok(seccomp)
 }
 
 fn valid_name(n: String) -> Result<String, String> {

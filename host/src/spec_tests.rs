@@ -102,6 +102,9 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["-c", "libvirt+qemu:///system", "--", "true"], "not supported"),
         (&["--pids", "10", "--", "true"], "containers only"),
         (&["-c", "lxc:///", "--pids", "0", "--", "true"], "--pids"),
+        (&["--security-opt", "seccomp=unconfined", "--", "true"], "containers only"),
+        (&["-c", "lxc:///", "--security-opt", "seccomp=/etc/profile.json", "--", "true"], "no profile files"),
+        (&["-c", "lxc:///", "--security-opt", "label=disable", "--", "true"], "--security-opt"),
         (&["-c", "vmware://x", "--", "true"], "unknown connect URI"),
         (&["--", ""], "no command"),
     ] {
@@ -182,4 +185,17 @@ fn includes_must_land_somewhere_writable() {
     let err = spec(&["-i", &format!("/etc/f={f}"), "--", "true"]).unwrap_err();
     assert!(err.contains("not in a writable area"), "{err}");
     assert!(spec(&["-M", "-i", &format!("/var/tmp/bob/f={f}"), "--", "true"]).is_ok());
+}
+
+#[test]
+fn the_seccomp_filter_is_on_unless_unconfined_last() {
+    let seccomp = |extra: &[&str]| {
+        let mut args = vec!["-c", "lxc:///"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "true"]);
+        spec(&args).unwrap().seccomp
+    };
+    assert!(seccomp(&[]));
+    assert!(!seccomp(&["--security-opt", "seccomp=unconfined"]));
+    assert!(seccomp(&["--security-opt", "seccomp=unconfined", "--security-opt", "seccomp=default"]));
 }

@@ -111,6 +111,23 @@ fn each_blocked_syscall_gives_eperm() {
 }
 
 #[test]
+fn security_opt_seccomp_unconfined_removes_the_filter_and_nothing_else() {
+    let status = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["--", "grep", "-E", "^(Seccomp|NoNewPrivs|CapEff):", "/proc/self/status"]);
+        let r = C.run(&args);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout_str()
+    };
+    // 2: SECCOMP_MODE_FILTER.
+    assert!(status(&[]).contains("Seccomp:\t2"), "{}", status(&[]));
+    let unconfined = status(&["--security-opt", "seccomp=unconfined"]);
+    assert!(unconfined.contains("Seccomp:\t0"), "{unconfined}");
+    assert!(unconfined.contains("NoNewPrivs:\t1"), "{unconfined}");
+    assert!(unconfined.contains("CapEff:\t0000000000000000"), "{unconfined}");
+}
+
+#[test]
 fn the_hosts_loopback_is_unreachable() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

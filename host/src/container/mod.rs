@@ -97,7 +97,7 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
     let mounts = mount_plan(spec, &mut temp)?;
     let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
     let (init, init_path) = initfile::open()?;
-    let programs = seccomp::programs()?;
+    let programs = if spec.seccomp { seccomp::programs()? } else { Vec::new() };
     timeline.mark("init and seccomp programs ready");
     // SAFETY: geteuid/getegid cannot fail.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
