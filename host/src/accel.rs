@@ -61,6 +61,21 @@ pub fn choose(req: Accel, p: &Probe) -> Result<(Chosen, Option<String>), String>
     }
 }
 
+/// The vCPUs a VM gets unless `--cpus` says: two with KVM (one on a one-CPU host, where
+/// a second would only take turns), one under TCG. Under TCG two vCPUs carry the
+/// command and the guest's stdout relay at once (256 MiB of stdout in 0.72 x the time,
+/// 8 alternating pairs), but QEMU 7.2's multi-threaded TCG can keep running a stale
+/// translation of kernel text another vCPU has just rewritten, and a command that flips
+/// a static key in code the other vCPU is running then hangs the whole guest (a loop of
+/// 300 sched_switch tracepoint toggles beside a busy loop and a fork loop: 5 hangs in 7
+/// runs with two vCPUs, none in 3 with one). A slower pipe is better than a hang the user cannot explain.
+pub fn default_vcpus(accel: Chosen, host_cpus: usize) -> u32 {
+    match accel {
+        Chosen::Kvm => host_cpus.clamp(1, 2) as u32,
+        Chosen::Tcg => 1,
+    }
+}
+
 /// The host TSC frequency in kHz, for `tsc_early_khz=`: under TCG the guest TSC runs at
 /// the host's rate, and skipping the PIT calibration avoids a boot hang seen on busy hosts.
 pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
@@ -72,6 +87,13 @@ pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_vcpus_with_kvm_where_the_host_has_them_one_under_tcg() {
+        assert_eq!(default_vcpus(Chosen::Kvm, 16), 2);
+        assert_eq!(default_vcpus(Chosen::Kvm, 1), 1);
+        assert_eq!(default_vcpus(Chosen::Tcg, 16), 1);
+    }
 
     fn fixture(pvm: bool, flags: &str) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

@@ -109,8 +109,8 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
 
-    /// CPUs: the VM's vCPUs (default 2, 1 on a one-CPU host) or the container's CPU quota
-    /// (default none).
+    /// CPUs: the VM's vCPUs (default 2 with KVM, 1 on a one-CPU host or under TCG) or the
+    /// container's CPU quota (default none).
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
 

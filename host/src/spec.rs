@@ -36,8 +36,8 @@ pub struct Spec {
     pub identity: Identity,
     /// VM memory.
     pub memory: u64,
-    /// VM vCPUs.
-    pub cpus: u32,
+    /// VM vCPUs as asked; None: the accelerator's default (`accel::default_vcpus`).
+    pub cpus: Option<u32>,
     /// Container limits (None: no limit).
     pub container_memory: Option<u64>,
     pub container_cpus: Option<u32>,
@@ -84,11 +84,6 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 const MIN_MEMORY: u64 = 64 << 20;
 const MIN_CONTAINER_MEMORY: u64 = 4 << 20;
 const DEFAULT_VM_MEMORY: u64 = 512 << 20;
-
-/// Two vCPUs, or one on a host with one CPU, where a second would only take turns.
-fn default_vcpus() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u32)
-}
 
 pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let backend = backend(&cli.connect)?;
@@ -164,11 +159,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         cwd: caller.cwd.clone(),
         identity,
         memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
-        // Two by default where the host has two CPUs: under TCG (one host thread per
-        // vCPU) they carry the guest's stdout relay and the command at once, 256 MiB of
-        // stdout in 0.72 x the time of one vCPU (8 alternating pairs); the kernel boots
-        // on one of them under TCG (qemu/cmdline.rs, maxcpus=1).
-        cpus: cli.cpus.unwrap_or_else(default_vcpus),
+        cpus: cli.cpus,
         container_memory: memory,
         container_cpus: cli.cpus,
         pids: cli.pids,

@@ -55,6 +55,14 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     if let Some(n) = accel_notice {
         notice(&n);
     }
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = spec.cpus.unwrap_or_else(|| accel::default_vcpus(accel, host_cpus));
+    if accel == accel::Chosen::Tcg && cpus > 1 {
+        notice(&format!(
+            "{cpus} vCPUs under TCG: a command that patches kernel code at run time (tracing, perf, BPF) \
+             can hang the guest in QEMU's multi-threaded TCG; --timeout bounds such a run"
+        ));
+    }
     let virtiofsd = virtiofsd::find();
     let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
     timeline.mark("kernel, accelerator and devices chosen");
@@ -84,7 +92,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         accel::Chosen::Kvm => None,
     };
-    let append = cmdline::kernel_append(plan.machine, accel, spec.cpus, spec.debug, tsc);
+    let append = cmdline::kernel_append(plan.machine, accel, cpus, spec.debug, tsc);
     if spec.verbose {
         notice(&format!(
             "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
@@ -94,7 +102,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
             accel,
             plan.machine,
             plan.share,
-            spec.cpus
+            cpus
         ));
         notice(&format!("kernel command line: {append}"));
         notice(&format!("cpu model: {}", cmdline::cpu_model(accel)));
@@ -121,7 +129,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         machine: plan.machine,
         share: plan.share,
         memory: spec.memory,
-        cpus: spec.cpus,
+        cpus,
         kernel: boot_image,
         initrd,
         append,
