@@ -3,8 +3,8 @@
 //!
 //! Building an initrd means reading and decompressing modules and copying the init
 //! binary: cheap, but not free on every launch. The cache key is a hash of everything
-//! that goes into the image, so a rebuilt init or an updated kernel gets a new file and
-//! stale entries are simply never looked up again.
+//! that goes into the image, so a rebuilt init or an updated kernel gets a new file;
+//! entries left unused go later (`eviction.rs`).
 //!
 //! Many launches may run at once. Files are written under a temporary name in the same
 //! directory and renamed into place, which is atomic: a reader sees either no file or
@@ -54,8 +54,11 @@ pub fn cached_with(
     let file_name = format!("initrd-{}.cpio", cache_key(&key_init, modules, &raws));
     let path = cache_dir.join(&file_name);
     // Only complete files are ever renamed into place, so existing means usable.
-    if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0) {
-        return Ok((path, true));
+    if let Ok(meta) = fs::metadata(&path) {
+        if meta.is_file() && meta.len() > 0 {
+            crate::eviction::mark_used(&path, &meta);
+            return Ok((path, true));
+        }
     }
     let image = build_from_raw(init, modules, &raws, opts)?;
     Ok((store_atomically(cache_dir, &file_name, &image)?, false))
@@ -106,6 +109,8 @@ pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<Pat
         let _ = fs::remove_file(&tmp_path);
         return Err(write_error(source));
     }
+    // A store is rare (a miss), so it is when the cache sheds what nobody uses.
+    crate::eviction::prune(dir, std::time::SystemTime::now());
     Ok(dir.join(file_name))
 }
 

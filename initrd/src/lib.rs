@@ -16,10 +16,12 @@ pub mod cache;
 pub mod cpio;
 pub mod decompress;
 mod error;
+mod eviction;
 mod image;
 pub mod modules;
 
 pub use cache::{cached, cached_with, default_cache_dir, store_atomically};
 pub use error::Error;
+pub use eviction::mark_used;
 pub use image::{build, build_with, strip_signature, BuildOptions, MODULES_DIR, MODULE_ORDER_FILE};
 pub use modules::{Availability, ModuleTree, ResolvedModule};

@@ -28,8 +28,11 @@ fn cached_vmlinux(image: &Path, cache: &Path) -> Result<PathBuf, String> {
     (image, meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
     let name = format!("vmlinux-{:016x}.elf", h.finish());
     let path = cache.join(&name);
-    if path.is_file() {
-        return Ok(path);
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if meta.is_file() {
+            virt_sandbox_initrd::mark_used(&path, &meta);
+            return Ok(path);
+        }
     }
     let bz = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
     let elf = kernel::extract_vmlinux(&bz).map_err(|e| crate::exit::describe(&e))?;
