@@ -5,31 +5,20 @@
 //! nothing beyond reading one sysfs file.
 
 use crate::error::Failure;
+use crate::task::{self, Task};
 use std::io::Write;
 
 const SYSFS: &str = "/sys/devices/system/cpu";
 
-/// Onlining runs in the kernel for tens of milliseconds under TCG; a thread does it
-/// while init loads its modules, and the second vCPU then shares that work.
-pub struct Onlining(std::thread::JoinHandle<Result<(), Failure>>);
-
-impl Onlining {
-    pub fn wait(self) -> Result<(), Failure> {
-        self.0.join().unwrap_or_else(|_| Err(Failure::new("cpus", "the onlining thread died")))
-    }
-}
-
-/// Starts onlining the offline vCPUs; None when there are none.
-pub fn start() -> Result<Option<Onlining>, Failure> {
+/// Starts onlining the offline vCPUs; None when there are none. Onlining runs in the
+/// kernel for tens of milliseconds under TCG: a thread does it while init loads its
+/// modules, and the second vCPU then shares that work.
+pub fn start() -> Result<Option<Task>, Failure> {
     let offline = std::fs::read_to_string(format!("{SYSFS}/offline")).unwrap_or_default();
     if offline.trim().is_empty() {
         return Ok(None);
     }
-    std::thread::Builder::new()
-        .name("cpus".into())
-        .spawn(online_all)
-        .map(|t| Some(Onlining(t)))
-        .map_err(|e| Failure::new("cpus", format!("starting the onlining thread: {e}")))
+    task::spawn("cpus", online_all).map(Some)
 }
 
 /// Writes 1 to every `cpuN/online` that reads 0 (cpu0 has no such file).

@@ -18,6 +18,7 @@ mod mounts;
 mod net;
 mod power;
 mod relay;
+mod task;
 mod timings;
 
 use error::Failure;

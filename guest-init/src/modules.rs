@@ -9,6 +9,7 @@
 //! `finit_module` we pass them on ourselves.
 
 use crate::error::Failure;
+use crate::task::{self, Task};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
@@ -19,17 +20,9 @@ const DIR: &str = "/modules";
 /// returns.
 const CONSOLE: &[&str] = &["virtio_console", "virtio_mmio", "virtio_pci"];
 
-/// The modules still loading after [`load`] returned.
-pub struct Rest(std::thread::JoinHandle<Result<(), Failure>>);
-
-impl Rest {
-    pub fn wait(self) -> Result<(), Failure> {
-        self.0.join().unwrap_or_else(|_| Err(Failure::new("modules", "the loading thread died")))
-    }
-}
-
-/// Loads the modules up to the console driver, and starts loading the rest.
-pub fn load() -> Result<Option<Rest>, Failure> {
+/// Loads the modules up to the console driver, and starts loading the rest: the
+/// returned task ends when they are loaded.
+pub fn load() -> Result<Option<Task>, Failure> {
     let order = match std::fs::read_to_string(format!("{DIR}/order")) {
         Ok(s) => s,
         // An initrd without modules: everything needed is built in.
@@ -46,11 +39,8 @@ pub fn load() -> Result<Option<Rest>, Failure> {
         return Ok(None);
     }
     let later = later.to_vec();
-    let thread = std::thread::Builder::new()
-        .name("modules".into())
-        .spawn(move || later.iter().try_for_each(|name| load_one(name, &params_for(name, &cmdline))))
-        .map_err(|e| Failure::new("modules", format!("starting the loading thread: {e}")))?;
-    Ok(Some(Rest(thread)))
+    task::spawn("modules", move || later.iter().try_for_each(|name| load_one(name, &params_for(name, &cmdline))))
+        .map(Some)
 }
 
 /// The order cut after the last of the console driver and its transport (all of it

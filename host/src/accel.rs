@@ -68,7 +68,8 @@ pub fn choose(req: Accel, p: &Probe) -> Result<(Chosen, Option<String>), String>
 /// translation of kernel text another vCPU has just rewritten, and a command that flips
 /// a static key in code the other vCPU is running then hangs the whole guest (a loop of
 /// 300 sched_switch tracepoint toggles beside a busy loop and a fork loop: 5 hangs in 7
-/// runs with two vCPUs, none in 3 with one). A slower pipe is better than a hang the user cannot explain.
+/// runs with two vCPUs, none in 3 with one). A slower pipe is better than a hang the
+/// user cannot explain.
 pub fn default_vcpus(accel: Chosen, host_cpus: usize) -> u32 {
     match accel {
         Chosen::Kvm => host_cpus.clamp(1, 2) as u32,

@@ -133,14 +133,9 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         return Err("--pids 0 would not even allow the command: give at least 1".into());
     }
     let seccomp = security_opts(&cli.security_opt)?;
-    if backend == Backend::Qemu && (cli.pids.is_some() || cli.userns || !cli.security_opt.is_empty()) {
-        let option = if cli.userns {
-            "--userns"
-        } else if cli.pids.is_some() {
-            "--pids"
-        } else {
-            "--security-opt"
-        };
+    let container_only =
+        [(cli.userns, "--userns"), (cli.pids.is_some(), "--pids"), (!cli.security_opt.is_empty(), "--security-opt")];
+    if let (Backend::Qemu, Some((_, option))) = (&backend, container_only.iter().find(|(given, _)| *given)) {
         return Err(format!("{option} applies to containers only (-c lxc:///)"));
     }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;

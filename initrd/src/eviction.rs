@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// How long an entry may go unused before a store removes it.
-pub const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A hit refreshes its entry's mtime only when it is older than this: one write a day
 /// at most, not one per launch.

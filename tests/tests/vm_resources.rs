@@ -26,7 +26,7 @@ fn one_vcpu_by_default_under_tcg_two_with_kvm_and_the_command_sees_what_was_boot
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // host/src/accel.rs, default_vcpus.
     let want = if accel == "Kvm" { host_cpus.min(2) } else { 1 };
-    assert_eq!((accel.as_str(), n), (accel.as_str(), want), "{r:?}");
+    assert_eq!(n, want, "{accel}: {r:?}");
     let out = r.stdout_str();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], want.to_string(), "{r:?}");
