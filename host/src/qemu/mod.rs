@@ -114,14 +114,14 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
     let mut helpers = Helpers::default();
     let mut shares = layout.shares;
+    let mut daemons = Vec::new();
     if plan.share == Share::Virtiofs {
         let bin = virtiofsd.map_err(|e| e.to_string())?;
         for (i, sh) in shares.iter_mut().enumerate() {
             let sock = rundir.path().join(format!("vfs{i}.sock"));
-            helpers.virtiofsd.push(virtiofsd::start(&bin, &sock, &sh.path, sh.readonly, spec.overlay && i == 0)?);
+            daemons.push(virtiofsd::prepare(&bin, &sock, &sh.path, sh.readonly, spec.overlay && i == 0)?);
             sh.socket = Some(sock);
         }
-        timeline.mark("virtiofsd ready");
     }
     let cfg = VmConfig {
         name: spec.name.clone(),
@@ -145,10 +145,23 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     let qemu_pid = qemu.id();
     helpers.qemu = Some(qemu);
     timeline.mark("QEMU spawned");
+    // While QEMU loads: its connections to these sockets wait for them in the backlog.
+    if !daemons.is_empty() {
+        for d in daemons {
+            helpers.virtiofsd.push(d.start()?);
+        }
+        timeline.mark("virtiofsd started");
+    }
 
     let stream = match accept(&listener, &mut helpers) {
         Ok(s) => s,
         Err(reason) => {
+            // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
+            let grace = Duration::from_millis(200);
+            if let Some(why) = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace)) {
+                helpers.stop();
+                return Err(why);
+            }
             helpers.stop();
             return Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) });
         }
