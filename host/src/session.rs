@@ -9,7 +9,7 @@
 
 use crate::exit::Outcome;
 use crate::timings::Timeline;
-use protocol::{write_frame, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
+use protocol::{encode, write_frame, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
 use serde_bytes::ByteBuf;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -57,6 +57,10 @@ pub struct Limits {
     /// the sandbox is stopped regardless (a wedged guest, a command that ignores it).
     pub signal_grace: Duration,
 }
+
+/// The largest run spec sent before init's Hello (see [`Limits::send_before_hello`]):
+/// well under the smallest socket buffer Linux gives a socketpair by default (~200 KiB).
+const SEND_AHEAD_MAX: usize = 32 << 10;
 
 /// The default [`Limits::signal_grace`], as `docker stop`'s.
 pub const SIGNAL_GRACE: Duration = Duration::from_secs(10);
@@ -111,7 +115,10 @@ pub fn run(
 
     let run_msg = HostMsg::Run(Box::new(spec));
     const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
-    if limits.send_before_hello && send(&writer, &run_msg).is_err() {
+    // Ahead only what the socket's buffer surely holds: a larger spec written before the
+    // boot watchdog runs could block the launcher for good behind an init that never reads.
+    let ahead = limits.send_before_hello && encode(&run_msg).is_ok_and(|b| b.len() <= SEND_AHEAD_MAX);
+    if ahead && send(&writer, &run_msg).is_err() {
         return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
 
@@ -142,7 +149,7 @@ pub fn run(
             Some(other) => return before_exit(other, &rx, gone_how(gone)),
         }
     }
-    if !limits.send_before_hello && send(&writer, &run_msg).is_err() {
+    if !ahead && send(&writer, &run_msg).is_err() {
         return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
     // After Hello: init is reading, so a large include cannot block us before the

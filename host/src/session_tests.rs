@@ -96,3 +96,20 @@ fn a_command_that_outlives_the_grace_after_a_signal_is_stopped() {
     }
     assert!(matches!(last, Some(HostMsg::Signal(libc::SIGTERM))), "{last:?}");
 }
+
+#[test]
+fn a_spec_too_large_to_send_ahead_waits_for_hello_so_the_boot_watchdog_still_runs() {
+    // A peer that never reads nor says Hello (a wedged init), and a spec larger than
+    // the socket's buffer: sent ahead, it would block the launcher for good.
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let mut big = spec();
+    big.env = vec![(ByteBuf::from(b"BIG".to_vec()), ByteBuf::from(vec![b'x'; 900 << 10]))];
+    let (tx, rx) = mpsc::channel();
+    let limits = Limits { boot_timeout: Duration::from_millis(300), ..limits() };
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(run(ours, big, &limits, (tx, rx), &mut Timeline::new(Instant::now())));
+    });
+    let outcome = done_rx.recv_timeout(Duration::from_secs(10)).expect("the launcher blocked sending the run spec");
+    assert!(matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("boot watchdog")), "{outcome:?}");
+}

@@ -204,3 +204,19 @@ fn rootless_basics_work_as_an_unprivileged_user() {
     assert_eq!(r.code, 124, "{r:?}");
     assert!(r.elapsed < Duration::from_secs(10));
 }
+
+#[test]
+fn a_run_spec_larger_than_a_socket_buffer_waits_for_init_and_runs() {
+    // Three 100 kB variables (one argument holds at most 128 KiB): a spec over the
+    // size the launcher sends ahead of init's Hello (host/src/session.rs).
+    let value = "x".repeat(100_000);
+    let vars: Vec<String> = ["A", "B", "C"].iter().map(|k| format!("{k}={value}")).collect();
+    let mut args: Vec<&str> = Vec::new();
+    for v in &vars {
+        args.extend(["-e", v.as_str()]);
+    }
+    args.extend(["--", "sh", "-c", "echo ${#A} ${#B} ${#C}"]);
+    let r = C.run(&args);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout_str(), "100000 100000 100000\n", "{r:?}");
+}
