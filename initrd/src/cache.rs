@@ -1,5 +1,5 @@
-//! A content-addressed cache for built initrds (and, through [`store_atomically`], for
-//! anything else worth keeping between launches, like a kernel's extracted `vmlinux`).
+//! A content-addressed cache for built initrds (and, through `store.rs`, for anything
+//! else worth keeping between launches, like a kernel's extracted `vmlinux`).
 //!
 //! Building an initrd means reading and decompressing modules and copying the init
 //! binary: cheap, but not free on every launch. The cache key is a hash of everything
@@ -7,20 +7,20 @@
 //! entries left unused go later (`eviction.rs`).
 //!
 //! Many launches may run at once. Files are written under a temporary name in the same
-//! directory and renamed into place, which is atomic: a reader sees either no file or
+//! directory and linked into place, which is atomic: a reader sees either no file or
 //! the whole file, and concurrent writers of the same key write the same bytes.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use crate::image::{build_from_raw, read_modules, BuildOptions};
 use crate::modules::ResolvedModule;
+use crate::store::{stage, Staged};
 use crate::Error;
 
 /// Bumped whenever the initrd's layout changes, so old cache entries are not reused.
@@ -44,6 +44,37 @@ pub fn cached_with(
     modules: &[ResolvedModule],
     opts: &BuildOptions,
 ) -> Result<(PathBuf, bool), Error> {
+    match lookup_or_build(cache_dir, init, modules, opts)? {
+        Cached::Hit(path) => Ok((path, true)),
+        Cached::Built(mut staged) => Ok((staged.publish()?, false)),
+    }
+}
+
+/// A cached initrd, or one just built and not yet published (see [`Staged`]).
+#[derive(Debug)]
+pub enum Cached {
+    Hit(PathBuf),
+    Built(Staged),
+}
+
+impl Cached {
+    /// The file to boot from.
+    pub fn path(&self) -> &Path {
+        match self {
+            Cached::Hit(path) => path,
+            Cached::Built(staged) => staged.path(),
+        }
+    }
+}
+
+/// [`cached_with`], leaving a newly built image staged, so that the caller can boot
+/// from it first and publish it meanwhile.
+pub fn lookup_or_build(
+    cache_dir: &Path,
+    init: &[u8],
+    modules: &[ResolvedModule],
+    opts: &BuildOptions,
+) -> Result<Cached, Error> {
     ensure_dir(cache_dir)?;
     let raws = read_modules(modules)?;
     let mut key_init = init.to_vec();
@@ -53,15 +84,15 @@ pub fn cached_with(
     }
     let file_name = format!("initrd-{}.cpio", cache_key(&key_init, modules, &raws));
     let path = cache_dir.join(&file_name);
-    // Only complete files are ever renamed into place, so existing means usable.
+    // Only complete files are ever linked into place, so existing means usable.
     if let Ok(meta) = fs::metadata(&path) {
         if meta.is_file() && meta.len() > 0 {
             crate::eviction::mark_used(&path, &meta);
-            return Ok((path, true));
+            return Ok(Cached::Hit(path));
         }
     }
     let image = build_from_raw(init, modules, &raws, opts)?;
-    Ok((store_atomically(cache_dir, &file_name, &image)?, false))
+    Ok(Cached::Built(stage(cache_dir, &file_name, &image)?))
 }
 
 /// The first 128 bits of the SHA-256 of everything the image is built from, in hex.
@@ -83,86 +114,11 @@ fn cache_key(init: &[u8], modules: &[ResolvedModule], raws: &[Vec<u8>]) -> Strin
     hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `bytes` to `dir/file_name` so that no reader ever sees part of it: into a
-/// temporary file in `dir`, flushed to disk, then renamed over the final name. Creates
-/// `dir` when missing. Returns the final path.
-///
-/// Safe to call from several processes at once with the same name and bytes; the last
-/// rename wins and all of them are the same.
-pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
-    let write_error = |source| Error::CacheWrite { dir: dir.to_owned(), file_name: file_name.to_owned(), source };
-    if file_name.is_empty() || file_name.starts_with('.') || file_name.contains('/') {
-        let why = io::Error::new(io::ErrorKind::InvalidInput, "not a plain file name");
-        return Err(write_error(why));
-    }
-    ensure_dir(dir)?;
-    let (tmp_path, file) = create_temp(dir, file_name).map_err(write_error)?;
-    // Synced before the rename: after a crash, the name holds the whole file or nothing,
-    // never an empty file that a later launch would take for a hit. Misses are rare, so
-    // the cost of the sync is too.
-    let written = write_sparse(&file, bytes)
-        .and_then(|()| file.sync_data())
-        .and_then(|()| fs::rename(&tmp_path, dir.join(file_name)));
-    if let Err(source) = written {
-        // The temporary file is ours and useless now; a failure to remove it changes
-        // nothing for the caller, who gets the write error.
-        let _ = fs::remove_file(&tmp_path);
-        return Err(write_error(source));
-    }
-    // A store is rare (a miss), so it is when the cache sheds what nobody uses.
-    crate::eviction::prune(dir, std::time::SystemTime::now());
-    Ok(dir.join(file_name))
-}
-
-/// Writes `bytes` at the start of the empty `file`, leaving holes where whole pages are
-/// zero: four in ten of a vmlinux's pages are (bss, alignment), and neither the page
-/// cache nor the disk need to hold them. Holes read back as zeros.
-fn write_sparse(file: &fs::File, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    const PAGE: usize = 4096;
-    let len = bytes.len();
-    let is_zero = |at: usize| bytes[at..(at + PAGE).min(len)].iter().fold(0u8, |acc, &b| acc | b) == 0;
-    let mut at = 0;
-    while at < len {
-        // A run of pages with data, written at once ...
-        let start = at;
-        while at < len && !is_zero(at) {
-            at += PAGE;
-        }
-        let end = at.min(len);
-        if end > start {
-            file.write_all_at(&bytes[start..end], start as u64)?;
-        }
-        // ... then a run of zero pages, left as a hole.
-        while at < len && is_zero(at) {
-            at += PAGE;
-        }
-    }
-    file.set_len(len as u64)
-}
-
-/// Creates a new, uniquely named hidden file in `dir` for `file_name`'s content.
-fn create_temp(dir: &Path, file_name: &str) -> io::Result<(PathBuf, fs::File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
-        // 0644 even in a private directory: libvirt's QEMU runs as another user and
-        // must read the initrd from root's cache.
-        match fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
-            Ok(file) => return Ok((path, file)),
-            // Left over by a crashed process that had our pid: take the next number.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Creates `dir` when missing (0700 for a user, 0755 for root, whose cache libvirt's
 /// QEMU user must read) and checks that nobody else can put files in it: it must
 /// belong to us or to root and not be writable by everyone. Whoever can write the cache
 /// chooses the init that our sandboxes boot.
-fn ensure_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
     let euid = euid();
     let dir_error = |source| Error::CacheDir { dir: dir.to_owned(), source };
     fs::DirBuilder::new().recursive(true).mode(if euid == 0 { 0o755 } else { 0o700 }).create(dir).map_err(dir_error)?;
@@ -214,6 +170,7 @@ pub(crate) fn euid() -> u32 {
 mod tests {
     use super::*;
     use crate::image::tests::fake_module;
+    use crate::store::store_atomically;
     use std::os::unix::fs::PermissionsExt;
     use std::sync::{Arc, Barrier};
 

@@ -5,7 +5,8 @@
 //! entry is stored, those unused for [`UNUSED_FOR`] go.
 //!
 //! Only the cache's own names are ever removed (`initrd-*.cpio`, `vmlinux-*.elf`, and
-//! the temporary files of interrupted stores); anything else in the directory stays.
+//! the temporary files of killed launches, after a day); anything else in the
+//! directory stays.
 
 use std::fs;
 use std::path::Path;
@@ -13,6 +14,11 @@ use std::time::{Duration, SystemTime};
 
 /// How long an entry may go unused before a store removes it.
 const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How old a temporary file must be to count as abandoned: one whose launch was killed.
+/// A live launch keeps its temporary files while its VM runs (QEMU booted from them),
+/// but QEMU read them at its start, so removing the name later loses nothing.
+const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// A hit refreshes its entry's mtime only when it is older than this: one write a day
 /// at most, not one per launch.
@@ -29,15 +35,15 @@ pub fn mark_used(path: &Path, meta: &fs::Metadata) {
     }
 }
 
-/// Removes the entries of `dir` unused for longer than [`UNUSED_FOR`] at `now`.
+/// Removes the entries of `dir` unused for longer than [`UNUSED_FOR`] at `now`, and
+/// temporary files older than [`ABANDONED_AFTER`].
 pub(crate) fn prune(dir: &Path, now: SystemTime) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_str().is_some_and(is_entry) {
-            continue;
-        }
-        if entry.metadata().is_ok_and(|m| m.is_file() && age(&m, now) > UNUSED_FOR) {
+        let Some(name) = name.to_str().filter(|n| is_entry(n)) else { continue };
+        let limit = if name.ends_with(".tmp") { ABANDONED_AFTER } else { UNUSED_FOR };
+        if entry.metadata().is_ok_and(|m| m.is_file() && age(&m, now) > limit) {
             // Another launch may be removing it too, or reading it: both are fine.
             let _ = fs::remove_file(entry.path());
         }
@@ -79,7 +85,8 @@ mod tests {
         let d = dir.path();
         let old_initrd = file_aged(d, "initrd-0123456789abcdef.cpio", 40 * DAY);
         let old_vmlinux = file_aged(d, "vmlinux-0123456789abcdef.elf", 31 * DAY);
-        let old_temp = file_aged(d, ".initrd-0123.cpio.77.0.tmp", 40 * DAY);
+        let old_temp = file_aged(d, ".initrd-0123.cpio.77.0.tmp", 2 * DAY);
+        let live_temp = file_aged(d, ".vmlinux-0123.elf.78.0.tmp", Duration::from_secs(3600));
         let recent = file_aged(d, "initrd-fedcba9876543210.cpio", 29 * DAY);
         let foreign = file_aged(d, "notes.txt", 400 * DAY);
         let foreign_like = file_aged(d, "initrd-0123.cpio.orig", 400 * DAY);
@@ -87,7 +94,7 @@ mod tests {
         for gone in [&old_initrd, &old_vmlinux, &old_temp] {
             assert!(!gone.exists(), "{} should be gone", gone.display());
         }
-        for kept in [&recent, &foreign, &foreign_like, &new] {
+        for kept in [&recent, &live_temp, &foreign, &foreign_like, &new] {
             assert!(kept.exists(), "{} should be kept", kept.display());
         }
     }

@@ -19,9 +19,11 @@ mod error;
 mod eviction;
 mod image;
 pub mod modules;
+mod store;
 
-pub use cache::{cached, cached_with, default_cache_dir, store_atomically};
+pub use cache::{cached, cached_with, default_cache_dir, lookup_or_build, Cached};
 pub use error::Error;
 pub use eviction::mark_used;
 pub use image::{build, build_with, strip_signature, BuildOptions, MODULES_DIR, MODULE_ORDER_FILE};
 pub use modules::{Availability, ModuleTree, ResolvedModule};
+pub use store::{stage, store_atomically, Staged};

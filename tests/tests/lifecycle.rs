@@ -161,3 +161,32 @@ fn ctrl_c_on_a_terminal_reaches_the_command(b: Backend) {
     assert_eq!(status.code(), Some(130), "{}", String::from_utf8_lossy(&seen));
     assert!(start.elapsed() < Duration::from_secs(10), "{:?}: {}", start.elapsed(), String::from_utf8_lossy(&seen));
 }
+
+#[test]
+fn a_first_run_fills_an_empty_cache_with_whole_entries_and_the_next_run_hits() {
+    let cache = Scratch::new("first-run-cache");
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let first = output(sandbox(["--timings=json", "--", "echo", "booted"]).env("VIRT_SANDBOX_CACHE_DIR", cache.path()));
+    assert_eq!((first.code, first.stdout_str().as_str()), (0, "booted\n"), "{first:?}");
+    assert!(first.stderr.contains("\"initrd (built)\""), "{first:?}");
+    // The built initrd and the extracted vmlinux, published under their own names (the
+    // guest booted from temporary ones, which are gone).
+    let stored = names();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored[0].starts_with("initrd-") && stored[1].starts_with("vmlinux-"), "{stored:?}");
+    let head = |name: &str| std::fs::read(cache.path().join(name)).unwrap()[..6].to_vec();
+    assert_eq!(head(&stored[0]), b"070701", "a newc cpio");
+    assert_eq!(&head(&stored[1])[..4], b"\x7fELF");
+
+    let second = output(sandbox(["--timings=json", "--", "true"]).env("VIRT_SANDBOX_CACHE_DIR", cache.path()));
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.stderr.contains("\"initrd (cache hit)\""), "{second:?}");
+    assert_eq!(names(), stored);
+}

@@ -7,20 +7,32 @@ use crate::kernel::{self, ImageFormat, Kernel};
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use virt_sandbox_initrd::Staged;
+
+/// What QEMU boots.
+pub struct BootImage {
+    /// The file to give QEMU.
+    pub path: PathBuf,
+    /// Its name once published (the cache's name for a vmlinux extracted by this launch).
+    pub name: PathBuf,
+    /// A vmlinux extracted by this launch, to be published while the guest boots.
+    pub staged: Option<Staged>,
+}
 
 /// The image to boot: a cached vmlinux when one can be had, else the image as it is
 /// (with the reason, for `-v`).
-pub fn choose(k: &Kernel, cache: &Path) -> (PathBuf, Option<String>) {
+pub fn choose(k: &Kernel, cache: &Path) -> (BootImage, Option<String>) {
+    let as_is = || BootImage { path: k.image.clone(), name: k.image.clone(), staged: None };
     if k.format != ImageFormat::BzImage {
-        return (k.image.clone(), None);
+        return (as_is(), None);
     }
     match cached_vmlinux(&k.image, cache) {
-        Ok(p) => (p, None),
-        Err(why) => (k.image.clone(), Some(format!("booting the compressed image: {why}"))),
+        Ok(image) => (image, None),
+        Err(why) => (as_is(), Some(format!("booting the compressed image: {why}"))),
     }
 }
 
-fn cached_vmlinux(image: &Path, cache: &Path) -> Result<PathBuf, String> {
+fn cached_vmlinux(image: &Path, cache: &Path) -> Result<BootImage, String> {
     // Keyed by the image file's identity rather than its content: hashing 10+ MB on
     // every launch would cost more than the lookup is meant to save.
     let meta = std::fs::metadata(image).map_err(|e| format!("{}: {e}", image.display()))?;
@@ -31,7 +43,7 @@ fn cached_vmlinux(image: &Path, cache: &Path) -> Result<PathBuf, String> {
     if let Ok(meta) = std::fs::metadata(&path) {
         if meta.is_file() {
             virt_sandbox_initrd::mark_used(&path, &meta);
-            return Ok(path);
+            return Ok(BootImage { path: path.clone(), name: path, staged: None });
         }
     }
     let bz = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
@@ -40,5 +52,6 @@ fn cached_vmlinux(image: &Path, cache: &Path) -> Result<PathBuf, String> {
         return Err("the kernel has no PVH entry point".into());
     }
     std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-    virt_sandbox_initrd::store_atomically(cache, &name, &elf).map_err(|e| crate::exit::describe(&e))
+    let staged = virt_sandbox_initrd::stage(cache, &name, &elf).map_err(|e| crate::exit::describe(&e))?;
+    Ok(BootImage { path: staged.path().to_owned(), name: path, staged: Some(staged) })
 }
