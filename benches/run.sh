@@ -100,13 +100,16 @@ vmout() { "$vs" --kernel "$cloud" --timings=json -- head -c $bytes /dev/zero 2> 
 # Two vCPUs (under TCG one is the default: host/src/accel.rs says why): the command on
 # one, the guest's relay on the other.
 vmout2() { "$vs" --kernel "$cloud" --cpus 2 --timings=json -- head -c $bytes /dev/zero 2> "$work/vmout2.json" | cat > /dev/null; }
+# The same command with nothing to write: its own start and exit (exec, the dynamic
+# loader), which the runs above include and which is no part of the transfer.
+vmout0() { "$vs" --kernel "$cloud" --timings=json -- head -c 0 /dev/zero 2> "$work/vmout0.json" | cat > /dev/null; }
 for i in $(seq 7); do
-    for n in pipe ctout ctfree pipe ctout ctfree pipe ctout ctfree vmout vmout2; do
+    for n in pipe ctout ctfree pipe ctout ctfree pipe ctout ctfree vmout vmout2 vmout0; do
         t0=$(ns); $n; record "$n" "$t0" "$(ns)"
     done
     # The guest's own time from the command's start to its exit: the transfer, without
     # the boot before it (the last pipe's worth is relayed after, in a few ms).
-    for v in vmout vmout2; do
+    for v in vmout vmout2 vmout0; do
         sed -n 's/.*"guest: command exited","end_ms":[0-9.]*,"took_ms":\([0-9.]*\).*/\1/p' "$work/$v.json" >> "$work/${v}run.ms"
     done
 done
@@ -141,6 +144,7 @@ echo "| VM \`-- /bin/true\` (generic kernel) | $(m vm_generic) ms | $(ratio "$(m
 fi
 echo "| host pipe, ${mib} MiB | $(mbps "$(m pipe)") MB/s | |"
 echo "| VM stdout, ${mib} MiB (the command's run in the guest) | $(mbps "$(m vmoutrun)") MB/s | |"
+echo "| VM stdout, ${mib} MiB (that run less the same command's with 0 bytes, $(m vmout0run) ms) | $(mbps "$(echo "$(m vmoutrun) - $(m vmout0run)" | bc)") MB/s | |"
 echo "| VM stdout, ${mib} MiB, \`--cpus 2\` (the command's run in the guest) | $(mbps "$(m vmout2run)") MB/s | |"
 echo "| VM stdout, ${mib} MiB (end to end, median boot subtracted) | $(mbps "$vm_xfer") MB/s | |"
 echo "| container stdout, ${mib} MiB (start subtracted) | $(mbps "$ct_xfer") MB/s | $(ratio "$(m pipe)" "$ct_xfer") × host pipe | |"
