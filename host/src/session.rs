@@ -9,7 +9,7 @@
 
 use crate::exit::Outcome;
 use crate::timings::Timeline;
-use protocol::{encode, write_frame, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
+use protocol::{encode, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
 use serde_bytes::ByteBuf;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -113,12 +113,14 @@ pub fn run(
     spawn_reader(stream, tx.clone());
     spawn_signals(tx.clone());
 
-    let run_msg = HostMsg::Run(Box::new(spec));
+    // Encoded once: its size decides when it may go, then the bytes go as they are.
+    let run_frame = encode(&HostMsg::Run(Box::new(spec)));
+    let send_run = || run_frame.as_ref().is_ok_and(|frame| send_frame(&writer, frame).is_ok());
     const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
     // Ahead only what the socket's buffer surely holds: a larger spec written before the
     // boot watchdog runs could block the launcher for good behind an init that never reads.
-    let ahead = limits.send_before_hello && encode(&run_msg).is_ok_and(|b| b.len() <= SEND_AHEAD_MAX);
-    if ahead && send(&writer, &run_msg).is_err() {
+    let ahead = limits.send_before_hello && run_frame.as_ref().is_ok_and(|f| f.len() <= SEND_AHEAD_MAX);
+    if ahead && !send_run() {
         return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
 
@@ -149,7 +151,7 @@ pub fn run(
             Some(other) => return before_exit(other, &rx, gone_how(gone)),
         }
     }
-    if !ahead && send(&writer, &run_msg).is_err() {
+    if !ahead && !send_run() {
         return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
     // After Hello: init is reading, so a large include cannot block us before the
@@ -255,8 +257,12 @@ fn wait(rx: &Receiver<Event>, until: Option<Instant>) -> Option<Event> {
 }
 
 fn send(writer: &Mutex<UnixStream>, msg: &HostMsg) -> Result<(), protocol::FrameError> {
-    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-    write_frame(&mut *w, msg)
+    Ok(send_frame(writer, &encode(msg)?)?)
+}
+
+/// Writes an encoded frame whole, as one write under the lock.
+fn send_frame(writer: &Mutex<UnixStream>, frame: &[u8]) -> std::io::Result<()> {
+    writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(frame)
 }
 
 /// Fd 1 or 2 as a `File` that is never closed by drop, and unbuffered.

@@ -26,30 +26,6 @@ use crate::Error;
 /// Bumped whenever the initrd's layout changes, so old cache entries are not reused.
 const FORMAT_VERSION: &[u8] = b"virt-sandbox-initrd 1\n";
 
-/// Returns the path of a cached, uncompressed initrd holding `init` and `modules` (see
-/// [`crate::build`]), building and storing it first on a miss; the `bool` is `true` on
-/// a hit.
-///
-/// The key is the SHA-256 of a format version, the init bytes, and each module's name
-/// and file content as on disk, so no file is decompressed on a hit. The file is
-/// `initrd-<32 hex digits>.cpio` in `cache_dir`, which is created when missing.
-pub fn cached(cache_dir: &Path, init: &[u8], modules: &[ResolvedModule]) -> Result<(PathBuf, bool), Error> {
-    cached_with(cache_dir, init, modules, &BuildOptions::default())
-}
-
-/// [`cached`] with build options (which are part of the key).
-pub fn cached_with(
-    cache_dir: &Path,
-    init: &[u8],
-    modules: &[ResolvedModule],
-    opts: &BuildOptions,
-) -> Result<(PathBuf, bool), Error> {
-    match lookup_or_build(cache_dir, init, modules, opts)? {
-        Cached::Hit(path) => Ok((path, true)),
-        Cached::Built(mut staged) => Ok((staged.publish()?, false)),
-    }
-}
-
 /// A cached initrd, or one just built and not yet published (see [`Staged`]).
 #[derive(Debug)]
 pub enum Cached {
@@ -67,8 +43,14 @@ impl Cached {
     }
 }
 
-/// [`cached_with`], leaving a newly built image staged, so that the caller can boot
-/// from it first and publish it meanwhile.
+/// The cached, uncompressed initrd holding `init` and `modules` (see [`crate::build`]),
+/// or on a miss one built and staged (not yet published), so that the caller can boot
+/// from it at once and publish it meanwhile.
+///
+/// The key is the SHA-256 of a format version, the init bytes, the build options, and
+/// each module's name and file content as on disk, so no file is decompressed on a hit.
+/// The file is `initrd-<32 hex digits>.cpio` in `cache_dir`, which is created when
+/// missing.
 pub fn lookup_or_build(
     cache_dir: &Path,
     init: &[u8],
@@ -171,6 +153,14 @@ mod tests {
     use super::*;
     use crate::image::tests::fake_module;
     use crate::store::store_atomically;
+
+    /// The initrd's path, published, and whether it was a hit.
+    fn cached(cache_dir: &Path, init: &[u8], modules: &[ResolvedModule]) -> Result<(PathBuf, bool), Error> {
+        match lookup_or_build(cache_dir, init, modules, &BuildOptions::default())? {
+            Cached::Hit(path) => Ok((path, true)),
+            Cached::Built(mut staged) => Ok((staged.publish()?, false)),
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
     use std::sync::{Arc, Barrier};
 

@@ -90,7 +90,7 @@ mod tests {
         let recent = file_aged(d, "initrd-fedcba9876543210.cpio", 29 * DAY);
         let foreign = file_aged(d, "notes.txt", 400 * DAY);
         let foreign_like = file_aged(d, "initrd-0123.cpio.orig", 400 * DAY);
-        let new = crate::store_atomically(d, "initrd-00000000000000000000000000000000.cpio", b"new").unwrap();
+        let new = crate::store::store_atomically(d, "initrd-00000000000000000000000000000000.cpio", b"new").unwrap();
         for gone in [&old_initrd, &old_vmlinux, &old_temp] {
             assert!(!gone.exists(), "{} should be gone", gone.display());
         }

@@ -6,8 +6,9 @@
 //! - [`decompress`]: unpack `.ko.zst`/`.ko.xz`/`.ko.gz` modules, and the xz/LZ4/zstd/gzip
 //!   payloads of kernel images.
 //! - [`cpio`]: the newc cpio writer the kernel's initramfs unpacker reads.
-//! - [`build`] lays out the image (see there); [`cached`] keeps built images keyed by
-//!   content so a launch usually only hashes its inputs.
+//! - [`build`] lays out the image (see there); [`lookup_or_build`] keeps built images
+//!   keyed by content so a launch usually only hashes its inputs, and [`stage`] writes
+//!   cache entries that a launch can use before they are published.
 //!
 //! The host launcher uses all of it; the guest only sees the result, at the paths in
 //! [`MODULES_DIR`] and [`MODULE_ORDER_FILE`].
@@ -21,9 +22,9 @@ mod image;
 pub mod modules;
 mod store;
 
-pub use cache::{cached, cached_with, default_cache_dir, lookup_or_build, Cached};
+pub use cache::{default_cache_dir, lookup_or_build, Cached};
 pub use error::Error;
 pub use eviction::mark_used;
 pub use image::{build, build_with, strip_signature, BuildOptions, MODULES_DIR, MODULE_ORDER_FILE};
 pub use modules::{Availability, ModuleTree, ResolvedModule};
-pub use store::{stage, store_atomically, Staged};
+pub use store::{stage, Staged};

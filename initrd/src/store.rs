@@ -98,9 +98,10 @@ impl Drop for Staged {
     }
 }
 
-/// Writes `bytes` to `dir/file_name` so that no reader ever sees part of it ([`stage`],
-/// then [`Staged::publish`]). Creates `dir` when missing. Returns the final path.
-pub fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
+/// Writes `bytes` to `dir/file_name` at once ([`stage`], then [`Staged::publish`]), for
+/// tests. Returns the final path.
+#[cfg(test)]
+pub(crate) fn store_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
     stage(dir, file_name, bytes)?.publish()
 }
 

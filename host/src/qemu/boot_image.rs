@@ -13,16 +13,21 @@ use virt_sandbox_initrd::Staged;
 pub struct BootImage {
     /// The file to give QEMU.
     pub path: PathBuf,
-    /// Its name once published (the cache's name for a vmlinux extracted by this launch).
-    pub name: PathBuf,
     /// A vmlinux extracted by this launch, to be published while the guest boots.
     pub staged: Option<Staged>,
+}
+
+impl BootImage {
+    /// The image's lasting name: where a vmlinux extracted by this launch is published.
+    pub fn name(&self) -> PathBuf {
+        self.staged.as_ref().map_or_else(|| self.path.clone(), Staged::final_path)
+    }
 }
 
 /// The image to boot: a cached vmlinux when one can be had, else the image as it is
 /// (with the reason, for `-v`).
 pub fn choose(k: &Kernel, cache: &Path) -> (BootImage, Option<String>) {
-    let as_is = || BootImage { path: k.image.clone(), name: k.image.clone(), staged: None };
+    let as_is = || BootImage { path: k.image.clone(), staged: None };
     if k.format != ImageFormat::BzImage {
         return (as_is(), None);
     }
@@ -43,7 +48,7 @@ fn cached_vmlinux(image: &Path, cache: &Path) -> Result<BootImage, String> {
     if let Ok(meta) = std::fs::metadata(&path) {
         if meta.is_file() {
             virt_sandbox_initrd::mark_used(&path, &meta);
-            return Ok(BootImage { path: path.clone(), name: path, staged: None });
+            return Ok(BootImage { path, staged: None });
         }
     }
     let bz = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
@@ -51,7 +56,6 @@ fn cached_vmlinux(image: &Path, cache: &Path) -> Result<BootImage, String> {
     if !kernel::has_pvh_entry(&elf) {
         return Err("the kernel has no PVH entry point".into());
     }
-    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     let staged = virt_sandbox_initrd::stage(cache, &name, &elf).map_err(|e| crate::exit::describe(&e))?;
-    Ok(BootImage { path: staged.path().to_owned(), name: path, staged: Some(staged) })
+    Ok(BootImage { path: staged.path().to_owned(), staged: Some(staged) })
 }

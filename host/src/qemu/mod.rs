@@ -91,6 +91,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     });
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
     timeline.mark("kernel image ready");
+    let boot_name = boot_image.name();
     // What this launch built goes into the cache while the guest boots (see
     // initrd/src/store.rs); QEMU reads the temporary names, kept until it is gone.
     let mut staged: Vec<Staged> = boot_image.staged.into_iter().collect();
@@ -110,7 +111,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
             "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
             kernel.image.display(),
             kernel.version,
-            boot_image.name.display(),
+            boot_name.display(),
             accel,
             plan.machine,
             plan.share,
@@ -179,12 +180,12 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         Err(reason) => {
             // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
             let grace = Duration::from_millis(200);
-            if let Some(why) = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace)) {
-                helpers.stop();
-                return Err(why);
-            }
+            let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
             helpers.stop();
-            return Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) });
+            return match virtiofsd_failed {
+                Some(why) => Err(why),
+                None => Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) }),
+            };
         }
     };
     // Every socket is connected: nothing needs the paths any more.
