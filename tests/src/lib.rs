@@ -272,3 +272,53 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     v.truncate(len);
     v
 }
+
+/// How a test takes the launcher's stdout or stderr: the ways slow consumers do (a
+/// pager, a pipeline stage that starts late, a reader that takes small pieces).
+#[derive(Debug, Clone, Copy)]
+pub enum Reader {
+    /// Reads nothing for this long, then everything as fast as it comes.
+    Late(Duration),
+    /// Reads at most `piece` bytes at a time, pausing `pause` after each read.
+    Paced { piece: usize, pause: Duration },
+}
+
+impl Reader {
+    fn spawn(self, mut from: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let (piece, pause) = match self {
+                Reader::Late(delay) => {
+                    std::thread::sleep(delay);
+                    (1 << 20, Duration::ZERO)
+                }
+                Reader::Paced { piece, pause } => (piece, pause),
+            };
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; piece];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                std::thread::sleep(pause);
+            }
+        })
+    }
+}
+
+/// Runs `cmd` (stdin empty) with its stdout and stderr taken by these readers.
+pub fn run_with_readers(mut cmd: Command, stdout: Reader, stderr: Reader) -> Run {
+    let start = Instant::now();
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = stdout.spawn(child.stdout.take().unwrap());
+    let err = stderr.spawn(child.stderr.take().unwrap());
+    let status = child.wait().unwrap();
+    let (stdout, stderr_raw) = (out.join().unwrap(), err.join().unwrap());
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr_raw).into_owned(),
+        stderr_raw,
+        elapsed: start.elapsed(),
+    }
+}
