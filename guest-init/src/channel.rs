@@ -77,6 +77,18 @@ impl Channel {
         }
     }
 
+    /// After the last message: reads and drops whatever the host still sends (stdin,
+    /// signals that crossed the exit status) until it closes the channel or ends the
+    /// sandbox. A read error ends the wait too: there is no one left to report to.
+    pub fn wait_for_close(&mut self) {
+        loop {
+            self.buf.clear();
+            if !matches!(self.fill(), Ok(true)) {
+                return;
+            }
+        }
+    }
+
     /// A complete message already buffered, if any.
     pub fn take(&mut self) -> Result<Option<HostMsg>, Failure> {
         match protocol::decode::<HostMsg>(&self.buf) {

@@ -44,13 +44,20 @@ fn main() {
     };
     let mut chan = None;
     let mut times = timings::Timings::new();
-    if let Err(failure) = boot(sandbox, &mut chan, &mut times) {
+    let result = boot(sandbox, &mut chan, &mut times);
+    if let Err(failure) = &result {
         kmsg::error(&failure.to_string());
-        if let Some(chan) = chan.as_mut() {
+    }
+    if let Some(chan) = chan.as_mut() {
+        if let Err(failure) = &result {
             // The host ends the run with 125 and this message; if even this write fails
             // the host still sees the channel close before an exit status.
             let _ = chan.send(&GuestMsg::Error { stage: failure.stage.to_string(), message: failure.message.clone() });
         }
+        // The host ends the sandbox once it has read our last word. Powering off first
+        // would race it: a VM's writes to the port return once queued, and QEMU drops
+        // what it still holds for a slow host when the guest goes (issue 16).
+        chan.wait_for_close();
     }
     power::off(sandbox)
 }

@@ -17,6 +17,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,8 +40,59 @@ pub enum Event {
     StdoutClosed,
 }
 
-/// How long the channel may stay open after the sandbox process is gone.
+/// How long the channel may stay silent after the sandbox process is gone.
 const GONE_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long the guest may stay silent after `--timeout` told it to kill the command:
+/// reaping, flushing the pipes and syncing take milliseconds in a live guest, so this
+/// only ends a wedged one.
+const STOP_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// How often a run that is ending looks at how its drain is going.
+const DRAIN_TICK: Duration = Duration::from_millis(100);
+
+/// How long the channel's end is awaited once the sandbox is torn down, to tell whether
+/// the guest said anything after its exit status.
+const AFTER_EXIT_LIMIT: Duration = Duration::from_millis(500);
+
+/// What the reader thread is doing, for a run that is ending: while it writes to our
+/// stdout or stderr, the consumer of our output is what holds the run up, and it is
+/// waited for however slow it is; only time spent waiting for the guest is silence.
+struct Progress {
+    base: Instant,
+    writing: AtomicBool,
+    /// When the last frame came or the last write ended, in ms since `base`.
+    last: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress { base: Instant::now(), writing: AtomicBool::new(false), last: AtomicU64::new(0) }
+    }
+
+    fn stamp(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Writes `data` to our stdout or stderr, which may block on a slow consumer.
+    fn write(&self, to: &mut File, data: &[u8]) -> std::io::Result<()> {
+        self.writing.store(true, Ordering::Relaxed);
+        let r = to.write_all(data);
+        self.stamp();
+        self.writing.store(false, Ordering::Relaxed);
+        r
+    }
+
+    /// How long the guest has said nothing, counted from `since` at the earliest.
+    fn silent_since(&self, since: Instant) -> Duration {
+        if self.writing.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let last = self.base + Duration::from_millis(self.last.load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(last.max(since))
+    }
+}
 
 pub struct Limits {
     pub boot_timeout: Duration,
@@ -97,20 +149,58 @@ pub fn events(pid: u32, name: &'static str) -> (Sender<Event>, Receiver<Event>) 
     (tx, rx)
 }
 
-/// Runs the session on an already connected control stream. Returns when the run has an
-/// outcome; the caller then tears the sandbox down.
+/// Runs the session on an already connected control stream, and ends the sandbox with
+/// `teardown` once the run has an outcome.
+///
+/// The guest never ends a run itself: after its exit status it waits, and the sandbox
+/// goes only once we have read that status, and with it every byte sent before it.
+/// Then the channel's end tells whether the guest kept its word that the status was last.
 pub fn run(
+    stream: UnixStream,
+    spec: RunSpec,
+    limits: &Limits,
+    events: (Sender<Event>, Receiver<Event>),
+    timeline: &mut Timeline,
+    teardown: &mut dyn FnMut(),
+) -> Outcome {
+    let mut rx_after = None;
+    let outcome = decide(stream, spec, limits, events, timeline, &mut rx_after);
+    teardown();
+    match rx_after {
+        Some(rx) => after_exit(&rx).unwrap_or(outcome),
+        None => outcome,
+    }
+}
+
+/// With the sandbox gone, what the reader saw after the exit status: a protocol error if
+/// the guest said anything more.
+fn after_exit(rx: &Receiver<Event>) -> Option<Outcome> {
+    let until = Instant::now() + AFTER_EXIT_LIMIT;
+    loop {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Event::ProtocolError(m)) => return Some(Outcome::failed(format!("protocol error: {m}"))),
+            Ok(Event::ChannelClosed) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The session up to its outcome. An outcome read from the guest's exit status leaves
+/// the event receiver in `rx_after`, for [`after_exit`].
+fn decide(
     stream: UnixStream,
     spec: RunSpec,
     limits: &Limits,
     (tx, rx): (Sender<Event>, Receiver<Event>),
     timeline: &mut Timeline,
+    rx_after: &mut Option<Receiver<Event>>,
 ) -> Outcome {
     let writer = match stream.try_clone() {
         Ok(w) => Arc::new(Mutex::new(w)),
         Err(e) => return Outcome::failed(format!("control channel: {e}")),
     };
-    spawn_reader(stream, tx.clone());
+    let progress = Arc::new(Progress::new());
+    spawn_reader(stream, tx.clone(), progress.clone());
     spawn_signals(tx.clone());
 
     // Encoded once: its size decides when it may go, then the bytes go as they are.
@@ -163,27 +253,41 @@ pub fn run(
         spawn_stdin(writer.clone());
     }
 
-    let deadline = limits.timeout.map(|t| Instant::now() + t);
+    let deadline = limits.timeout.and_then(|t| Instant::now().checked_add(t));
     // The first signal is the command's to handle; a second one, or the grace running
     // out, stops the sandbox.
     let mut signalled: Option<(i32, Instant)> = None;
+    // When --timeout expired: the command is being killed, and what it wrote before
+    // still arrives, as with timeout(1), whose output is in its reader's pipe.
+    let mut stopping: Option<Instant> = None;
     loop {
-        // Once the sandbox process is gone, the reader still drains what it sent before
-        // (the exit status may be last, behind output a slow reader of ours has not
-        // taken yet); the channel's end follows. The bound only guards against a peer
-        // that somehow keeps the channel open.
-        let until = match (deadline, &gone) {
-            (_, Some((t, _))) => Some(*t + GONE_DRAIN_LIMIT),
-            (d, None) => earliest(d, signalled.map(|(_, t)| t)),
+        // A run that is ending (the sandbox process gone, or the command being killed)
+        // drains what the guest sent before its end: the exit status comes last, behind
+        // output that a slow consumer of ours may not have taken yet. The bounds only
+        // count the guest's silence, never the wait for our consumer.
+        let until = match (stopping, &gone) {
+            (None, None) => earliest(deadline, signalled.map(|(_, t)| t)),
+            _ => Some(Instant::now() + DRAIN_TICK),
         };
         match wait(&rx, until) {
-            None if gone.is_some() => return explain(&rx, STOPPED, gone_how(gone), true),
-            None => match signalled {
-                Some((n, t)) if Instant::now() >= t => return Outcome::Interrupted(n),
-                _ => return Outcome::TimedOut,
+            None => match (stopping, &gone, signalled) {
+                (Some(since), _, _) if progress.silent_since(since) >= STOP_DRAIN_LIMIT => return Outcome::TimedOut,
+                (None, Some((since, _)), _) if progress.silent_since(*since) >= GONE_DRAIN_LIMIT => {
+                    return explain(&rx, STOPPED, gone_how(gone), true)
+                }
+                (Some(_), _, _) | (None, Some(_), _) => {}
+                (None, None, Some((n, t))) if Instant::now() >= t => return Outcome::Interrupted(n),
+                (None, None, _) => {
+                    stopping = Some(Instant::now());
+                    send_soon(&writer, HostMsg::Signal(libc::SIGKILL));
+                }
             },
             Some(Event::Exit(status)) => {
                 timeline.mark("exit status received");
+                if stopping.is_some() {
+                    return Outcome::TimedOut;
+                }
+                *rx_after = Some(rx);
                 return Outcome::Command(status);
             }
             Some(Event::Timings(t)) => timeline.guest(t),
@@ -192,9 +296,11 @@ pub fn run(
                     return Outcome::Interrupted(n);
                 }
                 signalled = Some((n, Instant::now() + limits.signal_grace));
-                let _ = send(&writer, &HostMsg::Signal(n));
+                send_soon(&writer, HostMsg::Signal(n));
             }
             Some(Event::SandboxGone(how)) => gone = Some((Instant::now(), how)),
+            // Once the command is being killed, how the sandbox ends is the timeout's.
+            Some(_) if stopping.is_some() => return Outcome::TimedOut,
             Some(Event::StdoutClosed) => return Outcome::Command(protocol::ExitStatus::Signal(libc::SIGPIPE)),
             Some(Event::Hello(_)) => return Outcome::failed("protocol error: a second Hello"),
             Some(other) => return before_exit(other, &rx, gone_how(gone)),
@@ -260,6 +366,16 @@ fn send(writer: &Mutex<UnixStream>, msg: &HostMsg) -> Result<(), protocol::Frame
     Ok(send_frame(writer, &encode(msg)?)?)
 }
 
+/// Sends `msg` from a thread of its own. The stdin thread may hold the writer, blocked
+/// behind a command that does not read its stdin (the guest then stops reading the
+/// channel); the session's decisions must not wait for that.
+fn send_soon(writer: &Arc<Mutex<UnixStream>>, msg: HostMsg) {
+    let writer = writer.clone();
+    std::thread::spawn(move || {
+        let _ = send(&writer, &msg);
+    });
+}
+
 /// Writes an encoded frame whole, as one write under the lock.
 fn send_frame(writer: &Mutex<UnixStream>, frame: &[u8]) -> std::io::Result<()> {
     writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(frame)
@@ -271,31 +387,36 @@ fn std_fd(fd: i32) -> ManuallyDrop<File> {
     ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
 }
 
-fn spawn_reader(stream: UnixStream, tx: Sender<Event>) {
+/// Reads guest frames until the channel ends, writing output straight to our stdout
+/// and stderr; the exit status must be the guest's last word, and anything after it is
+/// reported as a protocol error (read once the sandbox is torn down, see [`run`]).
+fn spawn_reader(stream: UnixStream, tx: Sender<Event>, progress: Arc<Progress>) {
     std::thread::spawn(move || {
         let mut reader = FrameReader::new(stream);
         let mut out = std_fd(1);
         let mut err = std_fd(2);
         let mut exited = false;
         loop {
-            let ev = match reader.read_msg::<GuestMsg>() {
-                Ok(Some(GuestMsg::Stdout(d))) if !exited => match out.write_all(&d) {
+            let msg = reader.read_msg::<GuestMsg>();
+            progress.stamp();
+            let ev = match msg {
+                Ok(Some(m)) if exited => Event::ProtocolError(format!("unexpected {} after the exit status", kind(&m))),
+                Ok(Some(GuestMsg::Stdout(d))) => match progress.write(&mut out, &d) {
                     Ok(()) => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Event::StdoutClosed,
                     Err(e) => Event::ProtocolError(format!("writing stdout: {e}")),
                 },
-                Ok(Some(GuestMsg::Stderr(d))) if !exited => {
-                    let _ = err.write_all(&d);
+                Ok(Some(GuestMsg::Stderr(d))) => {
+                    let _ = progress.write(&mut err, &d);
                     continue;
                 }
-                Ok(Some(GuestMsg::Exit(st))) if !exited => {
+                Ok(Some(GuestMsg::Exit(st))) => {
                     exited = true;
-                    trailing(&mut reader).unwrap_or(Event::Exit(st))
+                    Event::Exit(st)
                 }
                 Ok(Some(GuestMsg::Hello { version })) => Event::Hello(version),
-                Ok(Some(GuestMsg::Timings(t))) if !exited => Event::Timings(t),
+                Ok(Some(GuestMsg::Timings(t))) => Event::Timings(t),
                 Ok(Some(GuestMsg::Error { stage, message })) => Event::GuestError { stage, message },
-                Ok(Some(other)) => Event::ProtocolError(format!("unexpected {} after the exit status", kind(&other))),
                 Ok(None) => Event::ChannelClosed,
                 Err(e) => Event::ProtocolError(e.to_string()),
             };
@@ -305,23 +426,6 @@ fn spawn_reader(stream: UnixStream, tx: Sender<Event>) {
             }
         }
     });
-}
-
-/// The exit status must be the last thing the guest says. What it sent along with it is
-/// already in the socket, so a short look tells whether more follows; the channel's
-/// end (or nothing yet, while a VM powers off) is fine.
-fn trailing(reader: &mut FrameReader<UnixStream>) -> Option<Event> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd { fd: reader.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: poll on one valid pollfd.
-    if unsafe { libc::poll(&mut pfd, 1, 5) } <= 0 {
-        return None;
-    }
-    match reader.read_msg::<GuestMsg>() {
-        Ok(None) => None,
-        Ok(Some(m)) => Some(Event::ProtocolError(format!("unexpected {} after the exit status", kind(&m)))),
-        Err(e) => Some(Event::ProtocolError(e.to_string())),
-    }
 }
 
 fn kind(m: &GuestMsg) -> &'static str {

@@ -31,7 +31,7 @@ fn session_after(said: &[GuestMsg], how: &str) -> Outcome {
     theirs.shutdown(Shutdown::Write).unwrap();
     let (tx, rx) = mpsc::channel();
     tx.send(Event::SandboxGone(how.into())).unwrap();
-    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()));
+    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     drop(theirs);
     outcome
 }
@@ -83,7 +83,7 @@ fn a_command_that_outlives_the_grace_after_a_signal_is_stopped() {
     });
     let limits = Limits { signal_grace: Duration::from_millis(300), ..limits() };
     let start = Instant::now();
-    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()));
+    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::Interrupted(libc::SIGTERM));
     assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
     // The command was given the signal first. (Our reader thread still holds the other
@@ -108,8 +108,87 @@ fn a_spec_too_large_to_send_ahead_waits_for_hello_so_the_boot_watchdog_still_run
     let limits = Limits { boot_timeout: Duration::from_millis(300), ..limits() };
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done_tx.send(run(ours, big, &limits, (tx, rx), &mut Timeline::new(Instant::now())));
+        let _ = done_tx.send(run(ours, big, &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {}));
     });
     let outcome = done_rx.recv_timeout(Duration::from_secs(10)).expect("the launcher blocked sending the run spec");
     assert!(matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("boot watchdog")), "{outcome:?}");
+}
+
+/// A peer that says Hello, then answers what the launcher sends with `answer`, keeping
+/// its end open (as init does after its exit status) until the test drops it.
+fn live_peer(answer: impl Fn(HostMsg) -> Vec<GuestMsg> + Send + 'static) -> (UnixStream, mpsc::Receiver<HostMsg>) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (seen_tx, seen) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut w = theirs.try_clone().unwrap();
+        write_frame(&mut w, &HELLO).unwrap();
+        let mut reader = FrameReader::new(theirs);
+        while let Ok(Some(msg)) = reader.read_msg::<HostMsg>() {
+            for m in answer(msg.clone()) {
+                let _ = write_frame(&mut w, &m);
+            }
+            let _ = seen_tx.send(msg);
+        }
+    });
+    (ours, seen)
+}
+
+#[test]
+fn the_sandbox_is_torn_down_once_the_exit_status_is_read_not_when_the_guest_hangs_up() {
+    let (ours, _seen) =
+        live_peer(|m| if matches!(m, HostMsg::Run(_)) { vec![GuestMsg::Exit(ExitStatus::Code(3))] } else { vec![] });
+    let (tx, rx) = mpsc::channel();
+    let mut torn_down = 0;
+    let start = Instant::now();
+    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down += 1);
+    assert_eq!(outcome, Outcome::Command(ExitStatus::Code(3)));
+    assert_eq!(torn_down, 1);
+    // The channel's end is awaited at most briefly after the teardown (our fake peer
+    // outlives it, a real guest does not).
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+#[test]
+fn anything_after_the_exit_status_is_a_protocol_error_found_after_the_teardown() {
+    let (ours, _seen) = live_peer(|m| match m {
+        HostMsg::Run(_) => vec![GuestMsg::Exit(ExitStatus::Code(0)), GuestMsg::Timings(vec![])],
+        _ => vec![],
+    });
+    let (tx, rx) = mpsc::channel();
+    let mut torn_down = false;
+    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down = true);
+    assert!(torn_down);
+    assert_eq!(outcome, Outcome::failed("protocol error: unexpected timings after the exit status"));
+}
+
+#[test]
+fn a_timeout_kills_the_command_and_waits_for_its_exit_status() {
+    // The guest reports the killed command's end a while after the kill: what it sent
+    // before that still counts, and the run is a timeout, not the command's SIGKILL.
+    let (ours, seen) = live_peer(|m| match m {
+        HostMsg::Signal(libc::SIGKILL) => {
+            std::thread::sleep(Duration::from_millis(300));
+            vec![GuestMsg::Exit(ExitStatus::Signal(libc::SIGKILL))]
+        }
+        _ => vec![],
+    });
+    let (tx, rx) = mpsc::channel();
+    let limits = Limits { timeout: Some(Duration::from_millis(200)), ..limits() };
+    let start = Instant::now();
+    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert_eq!(outcome, Outcome::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(seen.try_iter().any(|m| m == HostMsg::Signal(libc::SIGKILL)));
+}
+
+#[test]
+fn a_timeout_with_a_guest_that_never_answers_still_ends() {
+    let (ours, _seen) = live_peer(|_| vec![]);
+    let (tx, rx) = mpsc::channel();
+    let limits = Limits { timeout: Some(Duration::from_millis(100)), ..limits() };
+    let start = Instant::now();
+    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert_eq!(outcome, Outcome::TimedOut);
+    let took = start.elapsed();
+    assert!(took >= STOP_DRAIN_LIMIT && took < STOP_DRAIN_LIMIT + Duration::from_secs(2), "{took:?}");
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,9 +33,12 @@ pub enum GuestMsg {
     Stdout(ByteBuf),
     /// The command's stderr bytes.
     Stderr(ByteBuf),
-    /// The command ended (all its output has been sent before this).
+    /// The command ended (all its output has been sent before this). The guest's last
+    /// word: it then waits for the host to close the channel or end the sandbox, and
+    /// never ends the run itself, which could drop output still in transit (version 5).
     Exit(ExitStatus),
-    /// The sandbox failed before or around the command; `stage` names the step.
+    /// The sandbox failed before or around the command; `stage` names the step. Also a
+    /// last word, followed by the same wait as [`GuestMsg::Exit`].
     Error { stage: String, message: String },
     /// Init's phases, stamped with CLOCK_BOOTTIME (nanoseconds), sent before `Exit`.
     Timings(Vec<(String, u64)>),

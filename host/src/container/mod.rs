@@ -144,12 +144,12 @@ fn start(spec: &Spec, timeline: &mut Timeline) -> Result<Outcome, String> {
         include_files,
     };
     let run = spec.run_spec(mounts, stdio, security, include_entries);
-    let outcome = session::run(ours, run, &opts, events, timeline);
-
-    // Killing PID 1 of the namespace kills every process in it.
-    proc::kill(pid);
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+    let outcome = session::run(ours, run, &opts, events, timeline, &mut || {
+        // Killing PID 1 of the namespace kills every process in it.
+        proc::kill(pid);
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+    });
     if let (Outcome::Command(ExitStatus::Signal(libc::SIGKILL)), Some(cg)) = (&outcome, &cgroup) {
         if cg.hit_memory_limit() {
             eprintln!("virt-sandbox: the command was killed for exceeding the memory limit (--memory)");

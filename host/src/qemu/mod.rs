@@ -207,10 +207,9 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         include_files,
     };
     let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
-    let outcome = session::run(stream, run, &limits, events, timeline);
-
-    // Tear down. The guest synced before reporting, so nothing is lost by killing it.
-    helpers.stop();
+    // Torn down once the run has an outcome: the guest synced before reporting and waits
+    // for this, so nothing is lost by killing it.
+    let outcome = session::run(stream, run, &limits, events, timeline, &mut || helpers.stop());
     timeline.mark("sandbox gone");
     Ok(match outcome {
         Outcome::Failed { reason, console: None } => {
