@@ -72,8 +72,8 @@ for b in "${backends[@]}"; do
     echo "$b: $runs sequential runs in $(( $(date +%s) - start )) s"
     start=$(date +%s)
     out=$(seq "$runs" | xargs -P "$par" -I{} bash -c "one $b p{}")
-    n_ok=$(grep -c '^ok$' <<< "$out" || true)
-    grep -v '^ok$' <<< "$out" || true
+    n_ok=$(grep -ac '^ok$' <<< "$out" || true)
+    grep -av '^ok$' <<< "$out" || true
     total=$((total + runs)); fails=$((fails + runs - n_ok))
     echo "$b: $runs runs $par at a time in $(( $(date +%s) - start )) s"
 done
