@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
         pid: std::process::id(),
         users: &HostUsers,
+        host_memory: host_memory(),
     };
     let spec = match spec::build(cli, &caller) {
         Ok(s) => s,
@@ -72,6 +73,14 @@ fn main() -> ExitCode {
         None => {}
     }
     ExitCode::from(outcome.code())
+}
+
+/// The host's physical memory in bytes (`MemTotal`), None if /proc does not say.
+fn host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// `--bench N`: the same invocation N times in child launchers.

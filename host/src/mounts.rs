@@ -78,21 +78,20 @@ pub fn parse_mount(spec: &str, cwd: &Path) -> Result<UserMount, String> {
             UserMount::HostBind { dst, src }
         }
         "host-image" => {
-            let (path, opts) = src.split_once(',').unwrap_or((src, ""));
+            let (path, format) = image_source(src).map_err(|e| bad(&e))?;
             if path.is_empty() {
                 return Err(bad("missing image path"));
             }
-            let mut format = ImageFormat::Raw;
-            for opt in opts.split(',').filter(|o| !o.is_empty()) {
-                format = match opt {
-                    "format=raw" => ImageFormat::Raw,
-                    "format=qcow2" => ImageFormat::Qcow2,
-                    o => return Err(bad(&format!("unknown image option {o:?} (use format=raw or format=qcow2)"))),
-                };
-            }
             let p = host(path);
             if !p.is_file() {
-                return Err(bad(&format!("image {} does not exist", p.display())));
+                // "disk.img,readonly=on" reads as a path, which does not exist: say why.
+                let hint = match path.rsplit_once(',') {
+                    Some((_, opt)) if opt.contains('=') => {
+                        " (the one image option is format=raw or format=qcow2, last)"
+                    }
+                    _ => "",
+                };
+                return Err(bad(&format!("image {} does not exist{hint}", p.display())));
             }
             UserMount::HostImage { dst, src: p, format }
         }
@@ -113,6 +112,18 @@ pub fn parse_mount(spec: &str, cwd: &Path) -> Result<UserMount, String> {
         return Err(bad(&format!("{} would hide the sandbox's {sys}", m.dst().display())));
     }
     Ok(m)
+}
+
+/// Splits a host-image source `PATH[,format=raw|qcow2]`. The option is taken from the
+/// end, so that a comma inside the path stays part of it (`/img/a,b.img,format=raw`).
+fn image_source(src: &str) -> Result<(&str, ImageFormat), String> {
+    let Some((path, opt)) = src.rsplit_once(',') else { return Ok((src, ImageFormat::Raw)) };
+    match opt.strip_prefix("format=") {
+        Some("raw") => Ok((path, ImageFormat::Raw)),
+        Some("qcow2") => Ok((path, ImageFormat::Qcow2)),
+        Some(_) => Err(format!("unknown image option {opt:?} (use format=raw or format=qcow2)")),
+        None => Ok((src, ImageFormat::Raw)),
+    }
 }
 
 /// Parses `-i GUEST[=HOST]`; HOST defaults to the same path on the host.

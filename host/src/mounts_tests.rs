@@ -36,6 +36,32 @@ fn each_form_parses() {
 }
 
 #[test]
+fn an_image_path_may_hold_commas_and_its_options_come_last() {
+    let d = cwd();
+    let c = d.path();
+    std::fs::write(c.join("a,b.img"), b"").unwrap();
+    std::fs::write(c.join("x,format=raw"), b"").unwrap();
+    let image = |spec: &str| match parse_mount(spec, c) {
+        Ok(UserMount::HostImage { src, format, .. }) => (src, format),
+        other => panic!("{spec}: {other:?}"),
+    };
+    assert_eq!(image("host-image:/img=a,b.img"), (c.join("a,b.img"), ImageFormat::Raw));
+    assert_eq!(image("host-image:/img=a,b.img,format=qcow2"), (c.join("a,b.img"), ImageFormat::Qcow2));
+    // A file named like an option is reached by giving the format after it.
+    assert_eq!(image("host-image:/img=x,format=raw,format=qcow2"), (c.join("x,format=raw"), ImageFormat::Qcow2));
+    for (spec, needle) in [
+        ("host-image:/img=a,c.img", "a,c.img does not exist"),
+        ("host-image:/img=disk.img,readonly=on", "disk.img,readonly=on does not exist (the one image option"),
+        ("host-image:/img=disk.img,format=raw,format=raw", "disk.img,format=raw does not exist (the one"),
+        ("host-image:/img=a,b.img,format=vmdk", "unknown image option \"format=vmdk\""),
+        ("host-image:/img=,format=raw", "missing image path"),
+    ] {
+        let err = parse_mount(spec, c).unwrap_err();
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
+}
+
+#[test]
 fn malformed_specs_name_the_problem_and_show_the_forms() {
     let d = cwd();
     for (spec, needle) in [

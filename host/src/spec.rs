@@ -73,6 +73,8 @@ pub struct Caller<'a> {
     pub cwd: PathBuf,
     pub pid: u32,
     pub users: &'a dyn UserDb,
+    /// The host's physical memory in bytes, when known: a VM cannot be given more.
+    pub host_memory: Option<u64>,
 }
 
 /// Host variables that carry over into the clean environment by default.
@@ -123,6 +125,14 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         if m < min {
             return Err(format!("--memory {text} is too small: the sandbox needs at least {}M", min >> 20));
         }
+        // A guest bigger than the host gets stuck in its boot or QEMU fails to map it; a
+        // container's limit above the host's memory is only no limit, and stays allowed.
+        match caller.host_memory {
+            Some(host) if backend == Backend::Qemu && m > host => {
+                return Err(format!("--memory {text} is more than this host's memory ({}M)", host >> 20));
+            }
+            _ => {}
+        }
     }
     if let Some(c) = cli.cpus {
         if c == 0 || c > 255 {
@@ -142,8 +152,15 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     if timeout == Some(Duration::ZERO) {
         return Err("--timeout 0 would stop the command before it starts: give a positive duration".into());
     }
-    let boot_timeout =
-        cli.boot_timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("boot timeout: {e}"))?;
+    let boot_timeout = cli
+        .boot_timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| format!("VIRT_SANDBOX_BOOT_TIMEOUT (--boot-timeout): {e}"))?;
+    if boot_timeout == Some(Duration::ZERO) {
+        return Err("VIRT_SANDBOX_BOOT_TIMEOUT 0 would give up before the boot starts: give a positive duration".into());
+    }
     let absolute = |p: PathBuf| if p.is_absolute() { p } else { caller.cwd.join(p) };
 
     Ok(Spec {

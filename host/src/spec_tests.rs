@@ -34,6 +34,7 @@ fn caller() -> Caller<'static> {
         cwd: "/work/dir".into(),
         pid: 42,
         users: &FakeUsers,
+        host_memory: Some(16 << 30),
     }
 }
 
@@ -98,6 +99,13 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["--cpus", "0", "--", "true"], "--cpus"),
         (&["--timeout", "soon", "--", "true"], "--timeout"),
         (&["--timeout", "0", "--", "true"], "--timeout"),
+        (&["--timeout", "1e20", "--", "true"], "--timeout"),
+        (&["--timeout", "99999999999999999999h", "--", "true"], "too long"),
+        (&["--boot-timeout", "inf", "--", "true"], "VIRT_SANDBOX_BOOT_TIMEOUT"),
+        (&["--boot-timeout", "1000000h", "--", "true"], "too long"),
+        (&["--boot-timeout", "0", "--", "true"], "VIRT_SANDBOX_BOOT_TIMEOUT"),
+        (&["--memory", "99999999999T", "--", "true"], "too large"),
+        (&["--memory", "17G", "--", "true"], "more than this host's memory (16384M)"),
         (&["-n", "bad name", "--", "true"], "--name"),
         (&["-c", "libvirt+qemu:///system", "--", "true"], "not supported"),
         (&["--pids", "10", "--", "true"], "containers only"),

@@ -1,15 +1,24 @@
-//! Sizes and durations as users type them.
+//! Sizes and durations as users type them. Both are bounded here, so that nothing further
+//! on (a deadline computed as `Instant::now() + d`, a byte count shifted into QEMU's `-m`)
+//! meets a value it cannot represent: a bad value is a one-line usage error, never a panic.
 
+use std::num::IntErrorKind;
 use std::time::Duration;
 
-/// `512M`, `2G`, `64MiB`, `1048576` (bytes) -> bytes.
+/// The longest duration accepted: 100 years of 365.25 days. No sandbox runs that long,
+/// and every deadline built from it stays far from the limit of the monotonic clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000);
+
+/// `512M`, `2G`, `64MiB`, `1048576` (bytes) -> bytes; at most `u64::MAX`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit such as 512M or 2G"))?;
+    let too_large = || format!("invalid size {s:?}: too large");
+    let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| match e.kind() {
+        IntErrorKind::PosOverflow => too_large(),
+        _ => format!("invalid size {s:?}: expected a number with an optional unit such as 512M or 2G"),
+    })?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -18,38 +27,49 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "t" | "tb" | "tib" => 1 << 40,
         _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (use K, M, G or T)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("invalid size {s:?}: too large"))
+    n.checked_mul(mult).ok_or_else(too_large)
 }
 
-/// `2s`, `500ms`, `5m`, `1h30m`, `10` (seconds) -> a duration.
+/// `2s`, `500ms`, `5m`, `1h30m`, `10` or `1.5` (seconds) -> a duration of at most
+/// [`MAX_DURATION`]. Numbers are decimal digits with an optional fraction: no sign, no
+/// exponent, no `inf` or `nan`, which a float parser would otherwise let through.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?}: expected e.g. 30s, 500ms, 5m or 1h30m");
+    let invalid = || format!("invalid duration {s:?}: expected e.g. 30s, 500ms, 5m or 1h30m");
     let t = s.trim();
     if t.is_empty() {
-        return Err(err());
+        return Err(invalid());
     }
-    if let Ok(secs) = t.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 { Ok(Duration::from_secs_f64(secs)) } else { Err(err()) };
-    }
-    let mut total = Duration::ZERO;
+    let mut secs = 0.0f64;
     let mut rest = t;
     while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
-        let (num, tail) = rest.split_at(split);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let n: f64 = num.parse().map_err(|_| err())?;
-        let secs = match unit {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(digits);
+        let letters = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(letters);
+        let n = decimal(num).ok_or_else(invalid)?;
+        secs += match unit {
+            // A bare number is seconds, but only on its own: "1h30" is a typo, not 1h30s.
+            "" if rest.len() == t.len() => n,
             "ms" => n / 1000.0,
             "s" => n,
             "m" => n * 60.0,
             "h" => n * 3600.0,
-            _ => return Err(err()),
+            _ => return Err(invalid()),
         };
-        total += Duration::from_secs_f64(secs);
         rest = next;
     }
-    Ok(total)
+    // A sum that overflowed is infinity, and refused too (never NaN: no part is negative).
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("invalid duration {s:?}: too long (at most 100 years)"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| invalid())
+}
+
+/// A non-negative decimal number: digits with at most one `.`, and at least one digit.
+/// A digit string too long for an `f64` reads as infinity, which the caller's bound refuses.
+fn decimal(num: &str) -> Option<f64> {
+    let valid = num.bytes().any(|b| b.is_ascii_digit()) && num.bytes().filter(|&b| b == b'.').count() <= 1;
+    valid.then(|| num.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -62,20 +82,55 @@ mod tests {
         assert_eq!(parse_size("2G").unwrap(), 2 << 30);
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("16777215T").unwrap(), 16_777_215 << 40);
+        assert_eq!(parse_size("18446744073709551615").unwrap(), u64::MAX);
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("M").is_err());
         assert!(parse_size("").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert!(parse_size("1.5G").is_err());
+    }
+
+    #[test]
+    fn sizes_beyond_64_bits_are_too_large() {
+        let long = "9".repeat(400);
+        for big in ["16777216T", "99999999999T", "18446744073709551616", "99999999999999999999999G", &long] {
+            let err = parse_size(big).unwrap_err();
+            assert!(err.contains("too large"), "{big}: {err}");
+        }
     }
 
     #[test]
     fn durations() {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1ms").unwrap(), Duration::from_millis(1));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        for bad in ["", "abc", "5x", "-1", "s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+        assert_eq!(parse_duration(" 5m ").unwrap(), Duration::from_secs(300));
+        for bad in ["", "abc", "5x", "-1", "s", "1h30", "1..5s", ".s", "+5", "5 s", "1e3", "0x10"] {
+            assert!(parse_duration(bad).unwrap_err().contains("invalid duration"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_up_to_a_hundred_years() {
+        assert_eq!(parse_duration("876600h").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("3155760000").unwrap(), MAX_DURATION);
+        let long = "9".repeat(400);
+        let longer = format!("{}s", "9".repeat(5000));
+        for big in ["876601h", "3155760001", "99999999999999999999h", "18446744073709551615s", &long, &longer] {
+            assert!(parse_duration(big).unwrap_err().contains("too long"), "{big}");
+        }
+        // Each part is in range, their sum is not.
+        assert!(parse_duration("876600h1s").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn float_spellings_are_not_numbers() {
+        for bad in ["1e20", "1e400", "1E5", "inf", "infinity", "nan", "NaN", "-inf", "1h1e20s", "1h-5m", "-0"] {
+            assert!(parse_duration(bad).unwrap_err().contains("invalid duration"), "{bad}");
         }
     }
 }

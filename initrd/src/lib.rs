@@ -19,6 +19,12 @@ pub mod decompress;
 mod error;
 mod eviction;
 mod image;
+// The tests' real kernels, found as the end-to-end tests find them (each crate uses a
+// part of that file).
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/src/installed_kernels.rs"]
+mod installed_kernels;
 pub mod modules;
 mod store;
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::installed_kernels::{self, InstalledKernel};
 
 /// A tree like Debian's generic kernel: virtio and 9p as modules, one built-in, and
 /// modules.dep lines in an order that is not load order.
@@ -119,14 +120,10 @@ fn globs_match_like_fnmatch() {
     assert_eq!(normalise_alias("x[0-9]-y"), "x[0-9]_y");
 }
 
-/// Resolves on a real kernel's modules directory; skipped (with a word) when absent.
-fn real(version: &str, wanted: &[&str], before: &[(&str, &str)]) {
-    let dir = Path::new("/lib/modules").join(version);
-    if !dir.join("modules.dep").exists() {
-        println!("skipped: {} is not installed here", dir.display());
-        return;
-    }
-    let tree = ModuleTree::open(&dir).unwrap();
+/// Resolves on an installed kernel's modules directory.
+fn real(kernel: InstalledKernel, wanted: &[&str], before: &[(&str, &str)]) {
+    let version = &kernel.version;
+    let tree = ModuleTree::open(&kernel.modules).unwrap();
     let order = tree.resolve(wanted).unwrap();
     println!("{version} {wanted:?} load order: {:?}", names(&order));
     assert_deps_first(&tree, &order);
@@ -150,7 +147,7 @@ fn real(version: &str, wanted: &[&str], before: &[(&str, &str)]) {
 #[test]
 fn real_cloud_kernel_virtiofs() {
     real(
-        "6.1.0-56-cloud-amd64",
+        installed_kernels::cloud(),
         &["virtio_mmio", "virtio_console", "virtiofs"],
         &[("virtio_ring", "virtio"), ("virtio", "virtio_mmio"), ("fuse", "virtiofs")],
     );
@@ -159,7 +156,7 @@ fn real_cloud_kernel_virtiofs() {
 #[test]
 fn real_generic_kernel_9p() {
     real(
-        "6.1.0-56-amd64",
+        installed_kernels::generic(),
         &["virtio_mmio", "virtio_console", "9pnet_virtio", "9p"],
         &[
             ("virtio_ring", "virtio"),

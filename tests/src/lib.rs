@@ -21,32 +21,16 @@ pub fn bin() -> PathBuf {
     p
 }
 
-fn boot_kernel(cloud: bool) -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(OsStr::to_str).unwrap_or("");
-            name.starts_with("vmlinuz-") && name.ends_with("-amd64") && name.contains("-cloud-") == cloud
-        })
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        let pkg = if cloud { "linux-image-cloud-amd64" } else { "linux-image-amd64" };
-        panic!("no {pkg} kernel in /boot: run scripts/test.sh, which installs it")
-    })
-}
+pub mod installed_kernels;
 
 /// Debian's cloud kernel: virtiofs, no 9p. The default for most tests (fastest boot).
 pub fn cloud_kernel() -> PathBuf {
-    boot_kernel(true)
+    installed_kernels::cloud().image
 }
 
 /// Debian's generic kernel: has 9p as well.
 pub fn generic_kernel() -> PathBuf {
-    boot_kernel(false)
+    installed_kernels::generic().image
 }
 
 /// The sandbox kinds the shared behaviour tests run against.

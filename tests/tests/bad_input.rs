@@ -87,23 +87,70 @@ fn every_malformed_invocation_is_refused_with_one_line_and_nothing_left() {
     let cases = cases();
     assert!(cases.len() >= 25);
     for (args, needle) in cases {
-        let start = std::time::Instant::now();
-        let child = std::process::Command::new(bin())
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr:?} does not name {needle:?}");
-        assert!(out.stdout.is_empty(), "{args:?}");
-        // Before anything starts: no VM boots in this time.
-        assert!(start.elapsed() < Duration::from_secs(2), "{args:?} took {:?}", start.elapsed());
-        assert!(leftovers(pid).is_empty(), "{args:?} left {:?}", leftovers(pid));
+        assert_refused(&args, &[], needle);
     }
+}
+
+/// Durations and sizes past what the launcher can represent, from the command line and
+/// from the environment: each one refused before anything starts, none a panic (101).
+#[test]
+fn out_of_range_durations_and_sizes_are_refused_not_a_panic() {
+    let k = cloud_kernel().to_string_lossy().into_owned();
+    let nines = "9".repeat(400);
+    let long_timeout = format!("--timeout={nines}s");
+    let long_memory = format!("--memory={nines}");
+    let options: &[(&[&str], &str)] = &[
+        (&["--timeout", "1e20"], "--timeout"),
+        (&["--timeout", "1e400"], "--timeout"),
+        (&["--timeout", "inf"], "--timeout"),
+        (&["--timeout", "nan"], "--timeout"),
+        (&["--timeout", "1h1e20s"], "--timeout"),
+        (&["--timeout=-1"], "--timeout"),
+        (&["--timeout", "99999999999999999999h"], "too long"),
+        (&["--timeout", "1h99999999999999999999999s"], "too long"),
+        (&["--timeout", "18446744073709551615s"], "too long"),
+        (&["--timeout", "876601h"], "too long"),
+        (&[&long_timeout], "too long"),
+        (&["--memory", "99999999999T"], "too large"),
+        (&["--memory", "16777216T"], "too large"),
+        (&[&long_memory], "too large"),
+        (&["--memory", "16777215T"], "more than this host's memory"),
+        (&["-m", "ram:/tmp/x=99999999999T"], "too large"),
+        (&["-c", "lxc:///", "--memory", "99999999999T"], "too large"),
+        (&["-c", "lxc:///", "--timeout", "1e20"], "--timeout"),
+    ];
+    for (opts, needle) in options {
+        let mut args = vec!["--kernel".to_string(), k.clone()];
+        args.extend(opts.iter().map(|s| s.to_string()));
+        args.extend(["--".into(), "true".into()]);
+        assert_refused(&args, &[], needle);
+    }
+    let args = vec!["--kernel".to_string(), k.clone(), "--".into(), "true".into()];
+    for value in ["1e20", "inf", "nan", "99999999999999999999h", "1000000h", "0", "-5s", &nines] {
+        assert_refused(&args, &[("VIRT_SANDBOX_BOOT_TIMEOUT", value)], "VIRT_SANDBOX_BOOT_TIMEOUT");
+    }
+}
+
+/// Runs the launcher with `args` and `env` on top of ours, and checks that it refused
+/// them: 125, one line naming `needle`, nothing on stdout, quickly, nothing left behind.
+fn assert_refused(args: &[String], env: &[(&str, &str)], needle: &str) {
+    let start = std::time::Instant::now();
+    let child = std::process::Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{env:?} {args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{env:?} {args:?}: not one line: {stderr}");
+    assert!(stderr.contains(needle), "{env:?} {args:?}: {stderr:?} does not name {needle:?}");
+    assert!(out.stdout.is_empty(), "{env:?} {args:?}");
+    // Before anything starts: no VM boots in this time.
+    assert!(start.elapsed() < Duration::from_secs(2), "{env:?} {args:?} took {:?}", start.elapsed());
+    assert!(leftovers(pid).is_empty(), "{env:?} {args:?} left {:?}", leftovers(pid));
 }

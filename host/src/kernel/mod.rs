@@ -6,6 +6,12 @@
 mod bzimage;
 mod discover;
 mod error;
+// The tests' real kernels, found as the end-to-end tests find them (each crate uses a
+// part of that file).
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../tests/src/installed_kernels.rs"]
+mod installed_kernels;
 mod le;
 #[cfg(test)]
 mod test_payloads;

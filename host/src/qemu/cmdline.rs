@@ -5,7 +5,8 @@ use super::plan::{Machine, Share};
 use crate::accel::Chosen;
 use protocol::CONTROL_PORT_NAME;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 /// The tag the guest mounts the host root by; other shares are `vs1`, `vs2`, ...
 pub const ROOT_TAG: &str = "vsroot";
@@ -47,9 +48,31 @@ pub struct VmConfig {
     pub control_socket: PathBuf,
 }
 
+/// A host path as the value of an option in a QEMU option list (`-fsdev path=`,
+/// `-chardev path=`, `-drive file=`): QEMU's option parser ends a value at a comma unless
+/// the comma is doubled. The bytes are kept as they are, so that a path that is not UTF-8
+/// still names the same file.
+pub fn opt_path(path: &Path) -> OsString {
+    let mut out = Vec::with_capacity(path.as_os_str().len());
+    for &b in path.as_os_str().as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// An option list with one host path in it: `before` + the escaped path + `after`.
+fn with_path(before: &str, path: &Path, after: &str) -> OsString {
+    let mut s = OsString::from(before);
+    s.push(opt_path(path));
+    s.push(after);
+    s
+}
+
 pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |parts: &[&str]| a.extend(parts.iter().map(OsString::from));
+    let mut a = Args::default();
     let mib = c.memory >> 20;
     let dev = |mmio: &str, pci: &str| match c.machine {
         Machine::Microvm => mmio.to_string(),
@@ -57,65 +80,85 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     };
 
     // No defaults, no config files, no firmware display: only what is listed here.
-    push(&["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]);
-    push(&["-name", &c.name]);
+    a.push(&["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]);
+    a.push(&["-name", &c.name]);
     // virtiofs needs guest memory that virtiofsd can map: a shared memfd backend.
     let backend = if c.share == Share::Virtiofs { ",memory-backend=mem" } else { "" };
     match c.machine {
         // rtc=on: the kernel's rtc_cmos probe costs over a second without it.
-        Machine::Microvm => push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
-        Machine::Q35 => push(&["-M", &format!("q35{backend}")]),
+        Machine::Microvm => a.push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
+        Machine::Q35 => a.push(&["-M", &format!("q35{backend}")]),
     }
     let accel = match c.accel {
         Chosen::Kvm => "kvm",
         Chosen::Tcg => "tcg",
     };
-    push(&["-accel", accel, "-cpu", cpu_model(c.accel)]);
-    push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
+    a.push(&["-accel", accel, "-cpu", cpu_model(c.accel)]);
+    a.push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
     if c.share == Share::Virtiofs {
-        push(&["-object", &format!("memory-backend-memfd,id=mem,size={mib}M,share=on")]);
+        a.push(&["-object", &format!("memory-backend-memfd,id=mem,size={mib}M,share=on")]);
     }
-    push(&["-kernel", &c.kernel.to_string_lossy(), "-initrd", &c.initrd.to_string_lossy(), "-append", &c.append]);
+    // QEMU takes -kernel, -initrd and -append whole, not as option lists (vl.c stores
+    // each in the machine options as given), so a comma there stays single.
+    a.push_os("-kernel", c.kernel.clone().into());
+    a.push_os("-initrd", c.initrd.clone().into());
+    a.push(&["-append", &c.append]);
     // The console goes to QEMU's stdout, which the launcher captures.
-    push(&["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]);
+    a.push(&["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]);
 
     // The shares. Their sockets are connected before the control socket (chardevs are
     // created in order), so once the control channel is up every socket can be unlinked.
     for (i, sh) in c.shares.iter().enumerate() {
         match (c.share, &sh.socket) {
             (Share::Virtiofs, Some(sock)) => {
-                push(&["-chardev", &format!("socket,id=vfs{i},path={}", sock.display())]);
+                a.push_os("-chardev", with_path(&format!("socket,id=vfs{i},path="), sock, ""));
                 let dev = dev("vhost-user-fs-device", "vhost-user-fs-pci");
-                push(&["-device", &format!("{dev},chardev=vfs{i},tag={},queue-size=1024", sh.tag)]);
+                a.push(&["-device", &format!("{dev},chardev=vfs{i},tag={},queue-size=1024", sh.tag)]);
             }
             _ => {
                 // A read-only share never creates files; a writable one maps owners
                 // through (as root) or creates as the launcher's user (as anyone else).
                 let model = if !sh.readonly && c.nine_p_passthrough { "passthrough" } else { "none" };
                 let ro = if sh.readonly { ",readonly=on" } else { "" };
-                push(&[
-                    "-fsdev",
-                    &format!("local,id=fs{i},path={},security_model={model}{ro},multidevs=remap", sh.path.display()),
-                ]);
-                push(&[
-                    "-device",
-                    &format!("{},fsdev=fs{i},mount_tag={}", dev("virtio-9p-device", "virtio-9p-pci"), sh.tag),
-                ]);
+                let fsdev = with_path(
+                    &format!("local,id=fs{i},path="),
+                    &sh.path,
+                    &format!(",security_model={model}{ro},multidevs=remap"),
+                );
+                a.push_os("-fsdev", fsdev);
+                let dev = dev("virtio-9p-device", "virtio-9p-pci");
+                a.push(&["-device", &format!("{dev},fsdev=fs{i},mount_tag={}", sh.tag)]);
             }
         }
     }
     for (i, d) in c.disks.iter().enumerate() {
-        push(&["-drive", &format!("file={},format={},if=none,id=disk{i}", d.path.display(), d.format)]);
-        push(&["-device", &format!("{},drive=disk{i}", dev("virtio-blk-device", "virtio-blk-pci"))]);
+        let drive = with_path("file=", &d.path, &format!(",format={},if=none,id=disk{i}", d.format));
+        a.push_os("-drive", drive);
+        a.push(&["-device", &format!("{},drive=disk{i}", dev("virtio-blk-device", "virtio-blk-pci"))]);
     }
 
-    push(&["-chardev", &format!("socket,id=ctl,path={}", c.control_socket.display())]);
+    a.push_os("-chardev", with_path("socket,id=ctl,path=", &c.control_socket, ""));
     // Two ports, not the default 31: the guest driver sets up two virtqueues for every
     // possible port as it probes (about 55 ms of a TCG boot with 31). Port 0 is kept for
     // a virtconsole, so ours is port 1.
-    push(&["-device", &format!("{},max_ports=2", dev("virtio-serial-device", "virtio-serial-pci"))]);
-    push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
-    a
+    a.push(&["-device", &format!("{},max_ports=2", dev("virtio-serial-device", "virtio-serial-pci"))]);
+    a.push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
+    a.0
+}
+
+/// QEMU's arguments as they are built: flags and values in our own words, and values
+/// holding host paths, which need not be UTF-8.
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, parts: &[&str]) {
+        self.0.extend(parts.iter().map(OsString::from));
+    }
+
+    fn push_os(&mut self, flag: &str, value: OsString) {
+        self.0.extend([flag.into(), value]);
+    }
 }
 
 /// The guest's CPU: the host's under KVM; under TCG, QEMU's `max` with two changes.
@@ -206,6 +249,7 @@ pub fn kernel_append(machine: Machine, accel: Chosen, cpus: u32, debug: bool, ts
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     fn cfg(share: Share, machine: Machine) -> VmConfig {
         VmConfig {
@@ -276,6 +320,70 @@ mod tests {
         assert!(
             s.contains("-drive file=/img/a.qcow2,format=qcow2,if=none,id=disk0 -device virtio-blk-device,drive=disk0")
         );
+    }
+
+    /// The argument that follows the first `flag` whose value starts with `prefix`.
+    fn value_of(c: &VmConfig, flag: &str, prefix: &str) -> OsString {
+        let args = qemu_args(c);
+        args.windows(2)
+            .find(|w| w[0] == flag && w[1].as_bytes().starts_with(prefix.as_bytes()))
+            .map(|w| w[1].clone())
+            .unwrap_or_else(|| panic!("no {flag} {prefix}... in {args:?}"))
+    }
+
+    fn comma_paths(share: Share) -> VmConfig {
+        let mut c = cfg(share, Machine::Microvm);
+        c.shares[1].path = "/home/u/a,b".into();
+        c.shares[1].socket = Some("/run/x,y/vfs1.sock".into());
+        c.control_socket = "/run/x,y/ctl.sock".into();
+        c.disks = vec![DiskConfig { path: "/img/disk,1.img".into(), format: "raw" }];
+        c
+    }
+
+    #[test]
+    fn opt_path_doubles_commas_and_keeps_other_bytes() {
+        assert_eq!(opt_path(Path::new("/a,b,,c")), "/a,,b,,,,c");
+        assert_eq!(opt_path(Path::new("/plain dir/x=y")), "/plain dir/x=y");
+        let raw = Path::new(OsStr::from_bytes(b"/\xff,\xfe"));
+        assert_eq!(opt_path(raw).as_bytes(), b"/\xff,,\xfe");
+    }
+
+    #[test]
+    fn a_nine_p_share_path_is_escaped() {
+        let c = comma_paths(Share::NineP);
+        assert_eq!(
+            value_of(&c, "-fsdev", "local,id=fs1,"),
+            "local,id=fs1,path=/home/u/a,,b,security_model=passthrough,multidevs=remap"
+        );
+    }
+
+    #[test]
+    fn a_virtiofs_socket_path_is_escaped() {
+        let c = comma_paths(Share::Virtiofs);
+        assert_eq!(value_of(&c, "-chardev", "socket,id=vfs1,"), "socket,id=vfs1,path=/run/x,,y/vfs1.sock");
+    }
+
+    #[test]
+    fn the_control_socket_path_is_escaped() {
+        let c = comma_paths(Share::NineP);
+        assert_eq!(value_of(&c, "-chardev", "socket,id=ctl,"), "socket,id=ctl,path=/run/x,,y/ctl.sock");
+    }
+
+    #[test]
+    fn an_image_path_is_escaped() {
+        let c = comma_paths(Share::NineP);
+        assert_eq!(value_of(&c, "-drive", "file="), "file=/img/disk,,1.img,format=raw,if=none,id=disk0");
+    }
+
+    #[test]
+    fn kernel_initrd_and_append_are_taken_whole() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        c.kernel = Path::new(OsStr::from_bytes(b"/cache,k/vmlinux-\xff")).into();
+        c.initrd = "/cache,k/initrd.cpio".into();
+        c.append = "initcall_blacklist=a,b quiet".into();
+        assert_eq!(value_of(&c, "-kernel", "").as_bytes(), b"/cache,k/vmlinux-\xff");
+        assert_eq!(value_of(&c, "-initrd", ""), "/cache,k/initrd.cpio");
+        assert_eq!(value_of(&c, "-append", ""), "initcall_blacklist=a,b quiet");
     }
 
     #[test]

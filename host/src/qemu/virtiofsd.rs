@@ -52,7 +52,11 @@ pub fn prepare(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lo
     let listener = UnixListener::bind(socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(bin);
-    cmd.arg(format!("--fd={fd}")).arg(format!("--shared-dir={}", dir.display()));
+    // virtiofsd takes the directory whole (no option list, nothing to escape); built as
+    // an OsString so that its bytes reach virtiofsd as they are.
+    let mut shared_dir = std::ffi::OsString::from("--shared-dir=");
+    shared_dir.push(dir);
+    cmd.arg(format!("--fd={fd}")).arg(shared_dir);
     if readonly {
         cmd.arg("--readonly");
     }
@@ -118,4 +122,21 @@ pub fn failure(child: &mut Child, grace: Duration) -> Option<String> {
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn the_shared_dir_reaches_virtiofsd_byte_for_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(OsStr::from_bytes(b"a,b \xff"));
+        let prepared = prepare(Path::new("/bin/true"), &tmp.path().join("s.sock"), &dir, true, false).unwrap();
+        let mut want = b"--shared-dir=".to_vec();
+        want.extend_from_slice(dir.as_os_str().as_bytes());
+        assert!(prepared.cmd.get_args().any(|a| a.as_bytes() == want), "{:?}", prepared.cmd);
+    }
 }
