@@ -196,7 +196,8 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
             mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?,
         );
     }
-    if cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some() {
+    let new_home = cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some();
+    if new_home {
         if home == "/" || home.is_empty() {
             return Err("-M/-H: the user has no home directory to replace".into());
         }
@@ -224,13 +225,24 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
         if list[..i].iter().any(|o| o.dst() == m.dst()) {
             return Err(format!("two mounts at {}: give each mount its own destination", m.dst().display()));
         }
-        // With the host's root, a mount point must exist there or lie in an area
-        // where it can be created.
-        let reachable =
-            root.is_some() || cli.overlay || m.dst().exists() || mounts::is_writable(m.dst(), &list[..i], false);
-        if !reachable {
+        // A missing mount point is made inside the sandbox (guest-init/src/mount_point.rs),
+        // but not through a file.
+        if let Some(file) = mounts::file_in_the_way(m, &list[..i], root.as_deref()) {
             return Err(format!(
-                "mount point {} does not exist in the sandbox's (read-only) root: use an existing directory, one under /tmp, /run or /var/tmp, or --overlay",
+                "mount point {}: {} is a file, not a directory; mount on a directory",
+                m.dst().display(),
+                file.display()
+            ));
+        }
+        // -M/-H replace a home: one that does not exist is not there to replace.
+        if new_home
+            && m.dst() == std::path::Path::new(home)
+            && root.is_none()
+            && !m.dst().exists()
+            && !mounts::is_writable(m.dst(), &list[..i], false)
+        {
+            return Err(format!(
+                "-M/-H: the home directory {} does not exist, so there is none to replace",
                 m.dst().display()
             ));
         }

@@ -156,9 +156,20 @@ fn mounts_are_validated_together() {
     assert_eq!(s.mounts.len(), 3);
     let err = spec(&["-m", "ram:/tmp/r=1M", "-m", "ram:/tmp/r=2M", "--", "true"]).unwrap_err();
     assert!(err.contains("two mounts at /tmp/r"), "{err}");
-    let err = spec(&["-m", "ram:/no/such/dir=1M", "--", "true"]).unwrap_err();
-    assert!(err.contains("does not exist in the sandbox"), "{err}");
-    assert!(spec(&["--overlay", "-m", "ram:/no/such/dir=1M", "--", "true"]).is_ok());
+    // A missing mount point is made in the sandbox, but not through a file.
+    assert!(spec(&["-m", "ram:/no/such/dir=1M", "--", "true"]).is_ok());
+    let f = d.path().join("f");
+    std::fs::write(&f, "x").unwrap();
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let err = spec(&["-m", &format!("ram:{manifest}/below=1M"), "--", "true"]).unwrap_err();
+    assert!(err.contains(&format!("{manifest} is a file")), "{err}");
+    let err = spec(&["-m", &format!("host-bind:/mnt={dir}"), "-m", "ram:/mnt/f/below=1M", "--", "true"]).unwrap_err();
+    assert!(err.contains("/mnt/f is a file"), "{err}");
+    assert!(spec(&["-m", "ram:/tmp/f/below=1M", "--", "true"]).is_ok(), "the host's /tmp is not the sandbox's");
+    // A file may be bound onto a file.
+    assert!(spec(&["-m", &format!("guest-bind:{}=/etc/hostname", f.display()), "--", "true"]).is_ok());
+    let err = spec(&["-S", "alice", "-M", "--", "true"]).unwrap_err();
+    assert!(err.contains("/home/alice does not exist"), "{err}");
     let s = spec(&["-m", &format!("host-bind:/={dir}"), "--", "true"]).unwrap();
     assert_eq!(s.root.as_deref(), Some(d.path()));
     assert!(s.mounts.is_empty());
