@@ -25,6 +25,9 @@ pub enum UserMount {
     Ram { dst: PathBuf, size: u64 },
     /// A tmpfs owned by the command's user (`-M`'s home).
     Home { dst: PathBuf },
+    /// The caller's directory (or the command's), read-only at its own path, where the
+    /// sandbox would otherwise hide it (see `workdir.rs`).
+    CallerDir { dir: PathBuf },
 }
 
 impl UserMount {
@@ -35,12 +38,13 @@ impl UserMount {
             | UserMount::GuestBind { dst, .. }
             | UserMount::Ram { dst, .. }
             | UserMount::Home { dst } => dst,
+            UserMount::CallerDir { dir } => dir,
         }
     }
 
     /// Whether the command can write there.
     pub fn writable(&self) -> bool {
-        !matches!(self, UserMount::GuestBind { .. })
+        !matches!(self, UserMount::GuestBind { .. } | UserMount::CallerDir { .. })
     }
 }
 
@@ -186,6 +190,7 @@ fn host_backing(dst: &Path, earlier: &[UserMount], root: Option<&Path>) -> Optio
     let covering = earlier.iter().rev().find(|m| dst.starts_with(m.dst()) && dst != m.dst());
     match covering {
         Some(UserMount::HostBind { dst: at, src: Some(src) }) => Some((at.clone(), src.clone())),
+        Some(UserMount::CallerDir { dir }) => Some((dir.clone(), dir.clone())),
         Some(_) => None,
         None if SCRATCH_DIRS.iter().any(|d| dst.starts_with(d)) => None,
         None => Some(("/".into(), root.unwrap_or(Path::new("/")).to_path_buf())),

@@ -184,6 +184,9 @@ fn temporary_home_and_its_variants() {
     let s = spec(&["-H", dir, "-T", dir, "--", "true"]).unwrap();
     assert_eq!(s.mounts[0], UserMount::HostBind { dst: "/var/tmp/bob".into(), src: Some(d.path().into()) });
     assert_eq!(s.mounts[1], UserMount::HostBind { dst: "/tmp".into(), src: Some(d.path().into()) });
+    // The home comes first, so that a mount below it is not hidden by it.
+    let s = spec(&["-m", "ram:/var/tmp/bob/x=1M", "-M", "--", "true"]).unwrap();
+    assert_eq!(s.mounts[0], UserMount::Home { dst: "/var/tmp/bob".into() });
 }
 
 #[test]

@@ -57,6 +57,11 @@ pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout
                 l.shares.push(ShareConfig { tag: tag.clone(), path, readonly: false, socket: None });
                 l.mounts.push(share_mount(share, &tag, &dst.to_string_lossy(), false));
             }
+            UserMount::CallerDir { dir } => {
+                let tag = format!("vs{}", l.shares.len());
+                l.shares.push(ShareConfig { tag: tag.clone(), path: dir.clone(), readonly: true, socket: None });
+                l.mounts.push(share_mount(share, &tag, &dir.to_string_lossy(), true));
+            }
             UserMount::HostImage { dst, src, format } => {
                 let fstype = fstype_of(src, *format)?;
                 let letter = (b'a' + l.disks.len() as u8) as char;
