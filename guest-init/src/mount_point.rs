@@ -177,3 +177,37 @@ fn set_readonly(dir: &str, readonly: bool) -> Result<(), Failure> {
     let ro = if readonly { libc::MS_RDONLY } else { 0 };
     mount("none", dir, "", libc::MS_REMOUNT | libc::MS_BIND | FLAGS | ro, "")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_innermost_layer_holding_a_directory_is_reused() {
+        let mut p = MountPoints::new("/newroot");
+        p.layers = vec!["/newroot/etc".into(), "/newroot".into(), "/newroot/etc/a".into()];
+        assert_eq!(p.layer_holding("/newroot/etc/a/b").as_deref(), Some("/newroot/etc/a"));
+        assert_eq!(p.layer_holding("/newroot/etcetera").as_deref(), Some("/newroot"));
+        assert_eq!(p.layer_holding("/newroot/etc").as_deref(), Some("/newroot/etc"));
+        assert_eq!(p.layer_holding("/elsewhere"), None);
+    }
+
+    #[test]
+    fn points_in_a_writable_directory_are_made_and_a_file_on_the_way_is_named() {
+        let root = std::env::temp_dir().join(format!("mount-point-test-{}", std::process::id()));
+        let new_root = root.to_string_lossy().into_owned();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "h").unwrap();
+        let mut p = MountPoints::new(&new_root);
+        p.ensure("/a/b", &format!("{new_root}/a/b"), false).unwrap();
+        assert!(root.join("a/b").is_dir());
+        p.ensure("/f/file", &format!("{new_root}/f/file"), true).unwrap();
+        assert!(root.join("f/file").is_file());
+        let err = p.ensure("/etc/hostname/x", &format!("{new_root}/etc/hostname/x"), false).unwrap_err();
+        assert_eq!(err.message, "mount point /etc/hostname/x: /etc/hostname is a file, not a directory");
+        let err = p.ensure("/etc/hostname", &format!("{new_root}/etc/hostname"), false).unwrap_err();
+        assert_eq!(err.message, "mount point /etc/hostname: /etc/hostname is a file, not a directory");
+        assert!(p.layers.is_empty(), "nothing was read-only");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}
