@@ -14,6 +14,7 @@ mod error;
 mod include;
 mod kmsg;
 mod modules;
+mod mount_point;
 mod mounts;
 mod net;
 mod power;

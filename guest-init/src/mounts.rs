@@ -2,6 +2,7 @@
 //! run's mounts under `/newroot`, and the switch into it.
 
 use crate::error::Failure;
+use crate::mount_point::MountPoints;
 use protocol::{Mount, MountKind};
 use std::ffi::CString;
 
@@ -40,9 +41,14 @@ pub fn new_root(new_root: &str, mounts: &[Mount], overlay: bool) -> Result<(), F
     } else {
         mount_one(root, new_root, new_root)?;
     }
+    let mut points = MountPoints::new(new_root);
     for m in rest {
         let target = format!("{new_root}{}", m.target.trim_end_matches('/'));
-        mount_point(m, &target)?;
+        let file_source = match &m.kind {
+            MountKind::Bind { source } => std::path::Path::new(&crate::container_root::host_path(source)).is_file(),
+            _ => false,
+        };
+        points.ensure(&m.target, &target, file_source)?;
         mount_one(m, new_root, &target)?;
     }
     Ok(())
@@ -65,7 +71,7 @@ fn overlay_root(root: &Mount, new_root: &str) -> Result<(), Failure> {
     mount("overlay", new_root, "overlay", 0, &data)?;
     for sub in top_submounts(&lower) {
         let target = format!("{new_root}{}", &sub[lower.len()..]);
-        if std::path::Path::new(&target).is_dir() {
+        if std::path::Path::new(&target).exists() {
             mount(&sub, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
         }
     }
@@ -74,8 +80,12 @@ fn overlay_root(root: &Mount, new_root: &str) -> Result<(), Failure> {
 
 /// Mount points strictly below `dir` that are not below another one (the rest come
 /// along with a recursive bind of these).
-fn top_submounts(dir: &str) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+pub fn top_submounts(dir: &str) -> Vec<String> {
+    // A container assembles its root before it has a /proc of its own: the host's,
+    // still reachable then, shows this process's mounts as well.
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .or_else(|_| std::fs::read_to_string(crate::container_root::host_path("/proc/self/mountinfo")))
+        .unwrap_or_default();
     let prefix = format!("{dir}/");
     let mut points: Vec<String> =
         info.lines().filter_map(|l| l.split(' ').nth(4).map(unescape)).filter(|p| p.starts_with(&prefix)).collect();
@@ -105,26 +115,6 @@ fn unescape(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Makes sure the mount point exists: created when missing (possible on a tmpfs or a
-/// writable mount laid earlier), a clear error on the read-only root.
-fn mount_point(m: &Mount, target: &str) -> Result<(), Failure> {
-    let path = std::path::Path::new(target);
-    if path.exists() {
-        return Ok(());
-    }
-    let file_source = match &m.kind {
-        MountKind::Bind { source } => std::path::Path::new(&crate::container_root::host_path(source)).is_file(),
-        _ => false,
-    };
-    let made = match (file_source, path.parent()) {
-        (true, Some(parent)) => std::fs::create_dir_all(parent).and_then(|_| std::fs::write(path, b"")),
-        _ => std::fs::create_dir_all(path),
-    };
-    made.map_err(|e| {
-        Failure::new("mount", format!("mount point {} does not exist and cannot be created: {e}", m.target))
-    })
 }
 
 fn mount_one(m: &Mount, new_root: &str, target: &str) -> Result<(), Failure> {

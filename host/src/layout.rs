@@ -26,7 +26,7 @@ pub fn common(m: &UserMount, id: &Identity) -> Option<Mount> {
         UserMount::Ram { dst, size } => (MountKind::Tmpfs { size: *size, mode: 0o755, owner: owned }, dst),
         UserMount::Home { dst } => (MountKind::Tmpfs { size: 0, mode: 0o700, owner: owned }, dst),
         UserMount::GuestBind { dst, src } => (MountKind::GuestBind { source: src.to_string_lossy().into_owned() }, dst),
-        UserMount::HostBind { .. } | UserMount::HostImage { .. } => return None,
+        UserMount::HostBind { .. } | UserMount::HostImage { .. } | UserMount::CallerDir { .. } => return None,
     };
     Some(Mount { kind, target: target.to_string_lossy().into_owned(), readonly: false })
 }

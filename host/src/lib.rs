@@ -21,3 +21,4 @@ pub mod session;
 pub mod spec;
 pub mod timings;
 pub mod units;
+pub mod workdir;

@@ -31,6 +31,14 @@ fn main() -> ExitCode {
     if let Some(runs) = cli.bench {
         return bench(&cli, runs);
     }
+    // A directory that is gone (or unreadable) must not quietly become `/`.
+    let cwd = match std::env::current_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("virt-sandbox: the current directory cannot be read ({e}): run from an existing directory");
+            return ExitCode::from(SANDBOX_FAILED);
+        }
+    };
     let caller = Caller {
         // SAFETY: getuid/getgid cannot fail.
         uid: unsafe { libc::getuid() },
@@ -38,7 +46,7 @@ fn main() -> ExitCode {
         gid: unsafe { libc::getgid() },
         groups: current_groups(),
         env: std::env::vars_os().collect(),
-        cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        cwd,
         pid: std::process::id(),
         users: &HostUsers,
         host_memory: host_memory(),
@@ -58,6 +66,11 @@ fn main() -> ExitCode {
             eprintln!("virt-sandbox: {msg}");
         }
     };
+    for n in &spec.notices {
+        if spec.verbose || (show_notices && !n.verbose_only) {
+            notice(&n.text);
+        }
+    }
     timeline.mark("launcher setup");
     let outcome: Outcome = match spec.backend {
         Backend::Qemu => virt_sandbox::qemu::run(&spec, &notice, &mut timeline),

@@ -25,6 +25,9 @@ pub enum UserMount {
     Ram { dst: PathBuf, size: u64 },
     /// A tmpfs owned by the command's user (`-M`'s home).
     Home { dst: PathBuf },
+    /// The caller's directory (or the command's), read-only at its own path, where the
+    /// sandbox would otherwise hide it (see `workdir.rs`).
+    CallerDir { dir: PathBuf },
 }
 
 impl UserMount {
@@ -35,12 +38,13 @@ impl UserMount {
             | UserMount::GuestBind { dst, .. }
             | UserMount::Ram { dst, .. }
             | UserMount::Home { dst } => dst,
+            UserMount::CallerDir { dir } => dir,
         }
     }
 
     /// Whether the command can write there.
     pub fn writable(&self) -> bool {
-        !matches!(self, UserMount::GuestBind { .. })
+        !matches!(self, UserMount::GuestBind { .. } | UserMount::CallerDir { .. })
     }
 }
 
@@ -188,6 +192,54 @@ pub fn is_writable(path: &Path, mounts: &[UserMount], overlay: bool) -> bool {
     overlay
         || SCRATCH_DIRS.iter().any(|d| path.starts_with(d))
         || mounts.iter().any(|m| m.writable() && path.starts_with(m.dst()))
+}
+
+/// Where a mount point at `dst` lies on the host, when the host can tell: below the
+/// host's root (or `host-bind:/=DIR`'s DIR) or a host-bind of a directory, the same
+/// path there; below a tmpfs, an image or a guest-bind, nowhere the host can look.
+fn host_backing(dst: &Path, earlier: &[UserMount], root: Option<&Path>) -> Option<(PathBuf, PathBuf)> {
+    let covering = earlier.iter().rev().find(|m| dst.starts_with(m.dst()) && dst != m.dst());
+    match covering {
+        Some(UserMount::HostBind { dst: at, src: Some(src) }) => Some((at.clone(), src.clone())),
+        Some(UserMount::CallerDir { dir }) => Some((dir.clone(), dir.clone())),
+        Some(_) => None,
+        None if SCRATCH_DIRS.iter().any(|d| dst.starts_with(d)) => None,
+        None => Some(("/".into(), root.unwrap_or(Path::new("/")).to_path_buf())),
+    }
+}
+
+/// The first directory on the way to mount point `dst` that is a file on the host (or
+/// `dst` itself, for a mount that needs a directory there), named as the sandbox sees it.
+pub fn file_in_the_way(m: &UserMount, earlier: &[UserMount], root: Option<&Path>) -> Option<PathBuf> {
+    let dst = m.dst();
+    let (at, base) = host_backing(dst, earlier, root)?;
+    let rel = dst.strip_prefix(&at).ok()?;
+    // A guest-bind may put a file on a file; only its parents must be directories.
+    let last = rel.components().count().saturating_sub(usize::from(matches!(m, UserMount::GuestBind { .. })));
+    let (mut guest, mut host) = (at, base);
+    for c in rel.components().take(last) {
+        guest.push(c);
+        host.push(c);
+        match std::fs::metadata(&host) {
+            Ok(meta) if !meta.is_dir() => return Some(guest),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Whether some mount point is missing below a read-only directory, where the guest
+/// makes it in an overlay (the VM then needs the overlay module).
+pub fn points_to_make_read_only(mounts: &[UserMount]) -> bool {
+    mounts.iter().enumerate().any(|(i, m)| {
+        // What is mounted there last decides (a guest-bind counts as read-only).
+        let writable = match mounts[..i].iter().rev().find(|o| m.dst().starts_with(o.dst())) {
+            Some(o) => o.writable(),
+            None => SCRATCH_DIRS.iter().any(|d| m.dst().starts_with(d)),
+        };
+        !writable && !m.dst().exists()
+    })
 }
 
 /// The run spec's include entries (directories walked, parents first), and the host

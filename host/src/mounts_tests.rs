@@ -114,3 +114,13 @@ fn writable_areas() {
     assert!(!is_writable(Path::new("/etc/x"), &mounts, false));
     assert!(is_writable(Path::new("/etc/x"), &mounts, true));
 }
+
+#[test]
+fn only_points_missing_below_something_read_only_need_a_layer() {
+    let ram = |dst: &str| UserMount::Ram { dst: dst.into(), size: 1 };
+    assert!(!points_to_make_read_only(&[ram("/tmp/a/b"), ram("/etc")]), "made in a tmpfs, or there");
+    assert!(points_to_make_read_only(&[ram("/no/such/place")]));
+    assert!(!points_to_make_read_only(&[ram("/tmp/r"), ram("/tmp/r/below")]), "made in a ram mount");
+    let bind = UserMount::GuestBind { dst: "/tmp/g".into(), src: "/etc".into() };
+    assert!(points_to_make_read_only(&[bind, ram("/tmp/g/new")]), "a guest-bind is read-only");
+}

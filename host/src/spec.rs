@@ -6,6 +6,7 @@ use crate::cli::{Accel, Cli, Fs};
 use crate::identity::UserDb;
 use crate::mounts::{self, Include, UserMount};
 use crate::units::{parse_duration, parse_size};
+use crate::workdir::{self, Fresh, Notice};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -62,6 +63,8 @@ pub struct Spec {
     pub includes: Vec<Include>,
     pub overlay: bool,
     pub timings: Option<crate::cli::TimingsFormat>,
+    /// What the launcher says before the run (where the command runs, and why).
+    pub notices: Vec<Notice>,
 }
 
 /// What the spec is built against: the caller as the host sees it.
@@ -118,6 +121,9 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
 
     let env = environment(&caller.env, &user.0, &user.1, &cli.env, cli.inherit_env)?;
     let (mounts, root, includes) = mount_plan(&cli, caller, &user.1)?;
+    let included: Vec<PathBuf> = includes.iter().map(|i| i.guest.clone()).collect();
+    let fresh = fresh_places(&cli, &user.1);
+    let workdir = workdir::decide(&caller.cwd, &cli.command[0], mounts, &fresh, &included)?;
 
     let memory = cli.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("--memory: {e}"))?;
     let min = if backend == Backend::Qemu { MIN_MEMORY } else { MIN_CONTAINER_MEMORY };
@@ -168,7 +174,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         name,
         argv: cli.command,
         env,
-        cwd: caller.cwd.clone(),
+        cwd: workdir.cwd,
         identity,
         memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
         cpus: cli.cpus,
@@ -187,12 +193,29 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         kmodpath: cli.kmodpath.map(absolute),
         verbose: cli.verbose || cli.debug,
         debug: cli.debug,
-        mounts,
+        mounts: workdir.mounts,
         root,
         includes,
         overlay: cli.overlay,
+        notices: workdir.notices,
         timings: cli.timings,
     })
+}
+
+/// The places -M/-H/-T ask to be fresh: the home, and /tmp.
+fn fresh_places(cli: &Cli, home: &str) -> Fresh {
+    if !(cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some()) {
+        return Fresh::default();
+    }
+    let option = if cli.homedir.is_some() {
+        "-H"
+    } else if cli.temporary_home {
+        "-M"
+    } else {
+        "-T"
+    };
+    let tmp = if cli.tmpdir.is_some() { "-T" } else { option };
+    Fresh { places: vec![(PathBuf::from(home), option), (PathBuf::from("/tmp"), tmp)], home: home.into() }
 }
 
 type MountPlan = (Vec<UserMount>, Option<PathBuf>, Vec<Include>);
@@ -202,18 +225,10 @@ type MountPlan = (Vec<UserMount>, Option<PathBuf>, Vec<Include>);
 fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, String> {
     let cwd = &caller.cwd;
     let mut list = Vec::new();
-    for m in &cli.mounts {
-        list.push(mounts::parse_mount(m, cwd)?);
-    }
-    for p in &cli.rw {
-        let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
-        let abs = std::path::absolute(&abs).unwrap_or(abs);
-        let spec = format!("host-bind:{0}={0}", abs.display());
-        list.push(
-            mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?,
-        );
-    }
-    if cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some() {
+    // The places -M/-H/-T replace come first, so that a -m or --rw below them (the
+    // current directory in the home) is mounted on them rather than hidden by them.
+    let new_home = cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some();
+    if new_home {
         if home == "/" || home.is_empty() {
             return Err("-M/-H: the user has no home directory to replace".into());
         }
@@ -229,6 +244,17 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
             );
         }
     }
+    for m in &cli.mounts {
+        list.push(mounts::parse_mount(m, cwd)?);
+    }
+    for p in &cli.rw {
+        let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
+        let abs = std::path::absolute(&abs).unwrap_or(abs);
+        let spec = format!("host-bind:{0}={0}", abs.display());
+        list.push(
+            mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?,
+        );
+    }
     let mut root = None;
     list.retain(|m| match m {
         UserMount::HostBind { dst, src: Some(src) } if dst == std::path::Path::new("/") => {
@@ -241,13 +267,24 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
         if list[..i].iter().any(|o| o.dst() == m.dst()) {
             return Err(format!("two mounts at {}: give each mount its own destination", m.dst().display()));
         }
-        // With the host's root, a mount point must exist there or lie in an area
-        // where it can be created.
-        let reachable =
-            root.is_some() || cli.overlay || m.dst().exists() || mounts::is_writable(m.dst(), &list[..i], false);
-        if !reachable {
+        // A missing mount point is made inside the sandbox (guest-init/src/mount_point.rs),
+        // but not through a file.
+        if let Some(file) = mounts::file_in_the_way(m, &list[..i], root.as_deref()) {
             return Err(format!(
-                "mount point {} does not exist in the sandbox's (read-only) root: use an existing directory, one under /tmp, /run or /var/tmp, or --overlay",
+                "mount point {}: {} is a file, not a directory; mount on a directory",
+                m.dst().display(),
+                file.display()
+            ));
+        }
+        // -M/-H replace a home: one that does not exist is not there to replace.
+        if new_home
+            && m.dst() == std::path::Path::new(home)
+            && root.is_none()
+            && !m.dst().exists()
+            && !mounts::is_writable(m.dst(), &list[..i], false)
+        {
+            return Err(format!(
+                "-M/-H: the home directory {} does not exist, so there is none to replace",
                 m.dst().display()
             ));
         }

@@ -164,9 +164,20 @@ fn mounts_are_validated_together() {
     assert_eq!(s.mounts.len(), 3);
     let err = spec(&["-m", "ram:/tmp/r=1M", "-m", "ram:/tmp/r=2M", "--", "true"]).unwrap_err();
     assert!(err.contains("two mounts at /tmp/r"), "{err}");
-    let err = spec(&["-m", "ram:/no/such/dir=1M", "--", "true"]).unwrap_err();
-    assert!(err.contains("does not exist in the sandbox"), "{err}");
-    assert!(spec(&["--overlay", "-m", "ram:/no/such/dir=1M", "--", "true"]).is_ok());
+    // A missing mount point is made in the sandbox, but not through a file.
+    assert!(spec(&["-m", "ram:/no/such/dir=1M", "--", "true"]).is_ok());
+    let f = d.path().join("f");
+    std::fs::write(&f, "x").unwrap();
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let err = spec(&["-m", &format!("ram:{manifest}/below=1M"), "--", "true"]).unwrap_err();
+    assert!(err.contains(&format!("{manifest} is a file")), "{err}");
+    let err = spec(&["-m", &format!("host-bind:/mnt={dir}"), "-m", "ram:/mnt/f/below=1M", "--", "true"]).unwrap_err();
+    assert!(err.contains("/mnt/f is a file"), "{err}");
+    assert!(spec(&["-m", "ram:/tmp/f/below=1M", "--", "true"]).is_ok(), "the host's /tmp is not the sandbox's");
+    // A file may be bound onto a file.
+    assert!(spec(&["-m", &format!("guest-bind:{}=/etc/hostname", f.display()), "--", "true"]).is_ok());
+    let err = spec(&["-S", "alice", "-M", "--", "true"]).unwrap_err();
+    assert!(err.contains("/home/alice does not exist"), "{err}");
     let s = spec(&["-m", &format!("host-bind:/={dir}"), "--", "true"]).unwrap();
     assert_eq!(s.root.as_deref(), Some(d.path()));
     assert!(s.mounts.is_empty());
@@ -181,6 +192,9 @@ fn temporary_home_and_its_variants() {
     let s = spec(&["-H", dir, "-T", dir, "--", "true"]).unwrap();
     assert_eq!(s.mounts[0], UserMount::HostBind { dst: "/var/tmp/bob".into(), src: Some(d.path().into()) });
     assert_eq!(s.mounts[1], UserMount::HostBind { dst: "/tmp".into(), src: Some(d.path().into()) });
+    // The home comes first, so that a mount below it is not hidden by it.
+    let s = spec(&["-m", "ram:/var/tmp/bob/x=1M", "-M", "--", "true"]).unwrap();
+    assert_eq!(s.mounts[0], UserMount::Home { dst: "/var/tmp/bob".into() });
 }
 
 #[test]

@@ -185,6 +185,12 @@ impl Scratch {
         let base = Path::new("/var/cache/virt-sandbox-tests");
         std::fs::create_dir_all(base).unwrap();
         std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self::under(base, name)
+    }
+
+    /// A directory in `base` (which must exist): `/tmp` for one the sandbox replaces.
+    pub fn under(base: &Path, name: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
         let dir = base.join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();

@@ -16,7 +16,7 @@ fn cases() -> Vec<(Vec<String>, &'static str)> {
         (&["-m", "host-bind:/proc=/tmp", "--", "true"], "/proc"),
         (&["-m", "host-bind:/mnt=/nonexistent/dir", "--", "true"], "does not exist"),
         (&["-m", "host-image:/tmp/x=/nonexistent.img", "--", "true"], "does not exist"),
-        (&["-m", "ram:/no/such/place=1M", "--", "true"], "does not exist in the sandbox"),
+        (&["-m", "ram:/etc/hostname/x=1M", "--", "true"], "/etc/hostname is a file"),
         (&["-m", "guest-bind:relative=/etc", "--", "true"], "absolute"),
         (&["-m", "ram:/tmp/a/../b=1M", "--", "true"], ".."),
         (&["-i", "/etc/x=/etc/hostname", "--", "true"], "writable"),

@@ -11,6 +11,10 @@ on_each_backend!(
     command_not_found_is_127_and_a_directory_is_126,
     environment_is_clean_with_defaults_and_dash_e,
     the_command_runs_in_the_callers_directory,
+    a_directory_under_tmp_is_shown_read_only_where_the_caller_is,
+    rw_dot_under_tmp_is_writable_and_the_host_sees_the_write,
+    temporary_home_runs_a_command_from_tmp_in_the_new_home,
+    directories_the_sandbox_cannot_show_are_refused_in_one_line,
     identity_is_the_callers_and_privileged_is_root,
     switchto_runs_as_the_named_user,
     writing_to_a_host_path_fails_with_erofs_and_leaves_the_host_untouched,
@@ -71,6 +75,68 @@ fn the_command_runs_in_the_callers_directory(b: Backend) {
     let r = output(b.command(["--", "pwd"]).current_dir(dir.path()));
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout_str().trim_end(), dir.path().to_str().unwrap());
+}
+
+/// A directory in the host's /tmp, which the sandbox replaces with a fresh tmpfs.
+fn host_tmp(name: &str) -> Scratch {
+    Scratch::under(std::path::Path::new("/tmp"), &format!("virt-sandbox-test-{name}"))
+}
+
+fn a_directory_under_tmp_is_shown_read_only_where_the_caller_is(b: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    // Both the caller's directory and the command's own lie in /tmp.
+    let cwd = host_tmp(&format!("cwd-{b:?}"));
+    std::fs::write(cwd.path().join("input"), "from the host\n").unwrap();
+    let bin = host_tmp(&format!("bin-{b:?}"));
+    let tool = bin.path().join("tool");
+    std::fs::write(&tool, "#!/bin/sh\npwd; cat input; touch new || echo not written\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = output(b.command([std::ffi::OsStr::new("-v"), "--".as_ref(), tool.as_os_str()]).current_dir(cwd.path()));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout_str(), format!("{}\nfrom the host\nnot written\n", cwd.path().display()));
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    for dir in [cwd.path(), bin.path()] {
+        assert!(r.stderr.contains(&format!("{} is shown read-only", dir.display())), "{r:?}");
+    }
+    assert!(!cwd.path().join("new").exists());
+}
+
+fn rw_dot_under_tmp_is_writable_and_the_host_sees_the_write(b: Backend) {
+    let cwd = host_tmp(&format!("rw-{b:?}"));
+    let r = output(b.command(["--rw", ".", "--", "sh", "-c", "pwd; echo built > out"]).current_dir(cwd.path()));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout_str().trim_end(), cwd.path().to_str().unwrap());
+    assert_eq!(std::fs::read_to_string(cwd.path().join("out")).unwrap(), "built\n");
+}
+
+fn temporary_home_runs_a_command_from_tmp_in_the_new_home(b: Backend) {
+    let cwd = host_tmp(&format!("home-{b:?}"));
+    let r = output(b.command(["-M", "-v", "--", "sh", "-c", "pwd; echo $HOME; ls -A | wc -l"]).current_dir(cwd.path()));
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = r.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{r:?}");
+    assert_eq!(lines[0], lines[1], "{r:?}");
+    assert_ne!(lines[0], cwd.path().to_str().unwrap(), "{r:?}");
+    assert_eq!(lines[2], "0", "{r:?}");
+    let said = r.stderr.lines().find(|l| l.contains(&format!("running in the new home {}", lines[1])));
+    assert!(said.is_some_and(|l| l.contains(cwd.path().to_str().unwrap())), "{r:?}");
+}
+
+fn directories_the_sandbox_cannot_show_are_refused_in_one_line(b: Backend) {
+    // A command in the home that -M empties cannot be shown there: -i copies it in.
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let tool = format!("{home}/virt-sandbox-test-tool");
+    let r = output(b.command(["-M", "--", &tool]).current_dir("/"));
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains(&tool) && r.stderr.contains("-i"), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    // The sandbox's /dev/shm is its own, under its own /dev.
+    let shm = Scratch::under(std::path::Path::new("/dev/shm"), &format!("virt-sandbox-test-{b:?}"));
+    let r = output(b.command(["--", "pwd"]).current_dir(shm.path()));
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains(shm.path().to_str().unwrap()), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
 }
 
 fn identity_is_the_callers_and_privileged_is_root(b: Backend) {

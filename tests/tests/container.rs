@@ -181,6 +181,25 @@ fn test_user() -> (u32, u32) {
 }
 
 #[test]
+fn rootless_makes_a_missing_mount_point_under_the_hosts_root() {
+    // The host's mounts are locked in a rootless container, so overlayfs refuses the
+    // root as its lower layer and the guest falls back to a mirror of it.
+    let (uid, gid) = test_user();
+    let point = format!("/virt-sandbox-test-point-{}", std::process::id());
+    let spec = format!("ram:{point}/a=1M");
+    let script = format!(
+        "echo x > {point}/a/f && cat {point}/a/f && echo y > /tmp/f && cat /tmp/f /etc/hostname && ls -A / | wc -l; touch /written"
+    );
+    let r = output(C.command(["-m", &spec, "--", "sh", "-c", &script]).uid(uid).gid(gid).current_dir("/"));
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap();
+    let entries = std::fs::read_dir("/").unwrap().count();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stdout_str(), format!("x\ny\n{hostname}{}\n", entries + 1), "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    assert!(!std::path::Path::new(&point).exists());
+}
+
+#[test]
 fn rootless_basics_work_as_an_unprivileged_user() {
     let (uid, gid) = test_user();
     let cache = Scratch::new("rootless-cache");

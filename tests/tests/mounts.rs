@@ -16,6 +16,7 @@ on_each_backend!(
     temporary_home_is_empty_writable_and_the_real_one_untouched,
     homedir_and_tmpdir_persist_on_the_host,
     rw_makes_the_current_directory_writable,
+    missing_mount_points_are_made_in_the_sandbox_only,
     malformed_specs_are_refused_before_anything_starts,
 );
 
@@ -165,13 +166,50 @@ fn rw_makes_the_current_directory_writable(b: Backend) {
     assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "built\n");
 }
 
+fn missing_mount_points_are_made_in_the_sandbox_only(b: Backend) {
+    // Under /etc, whose other entries must stay visible and read-only: nested points,
+    // siblings, a point under another (read-only) user mount, and a host directory.
+    let top = format!("/etc/virt-sandbox-test-points-{}-{b:?}", std::process::id());
+    let data = Scratch::new(&format!("points-{b:?}"));
+    std::fs::write(data.path().join("hello"), "hello\n").unwrap();
+    let mounts = [
+        format!("ram:{top}/a/b=1M"),
+        format!("ram:{top}/a/b/c=1M"),
+        format!("ram:{top}/z=1M"),
+        format!("guest-bind:{top}/etc=/etc"),
+        format!("ram:{top}/etc/sub=1M"),
+        format!("host-bind:{top}/h={}", data.path().display()),
+    ];
+    let script = format!(
+        "echo 1 > {top}/a/b/f && echo 2 > {top}/a/b/c/f && echo 3 > {top}/z/f && cat {top}/a/b/f {top}/a/b/c/f {top}/z/f; \
+         cat {top}/h/hello; test -f {top}/etc/passwd && test -d {top}/etc/sub && echo etc; \
+         cat /etc/hostname; ls -A /etc | wc -l; touch /etc/virt-sandbox-test-written; touch {top}/written"
+    );
+    let mut args: Vec<&str> = Vec::new();
+    for m in &mounts {
+        args.extend(["-m", m.as_str()]);
+    }
+    args.extend(["--", "sh", "-c", &script]);
+    let r = b.run(&args);
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap();
+    let entries = std::fs::read_dir("/etc").unwrap().count();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stdout_str(), format!("1\n2\n3\nhello\netc\n{hostname}{}\n", entries + 1), "{r:?}");
+    assert_eq!(r.stderr.matches("Read-only file system").count(), 2, "{r:?}");
+    assert!(!std::path::Path::new(&top).exists());
+    assert!(!std::path::Path::new("/etc/virt-sandbox-test-written").exists());
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, ["hello"]);
+}
+
 fn malformed_specs_are_refused_before_anything_starts(b: Backend) {
     for (args, needle) in [
         (&["-m", "host-bind:/mnt"][..], "missing =SRC"),
         (&["-m", "nfs:/x=y"], "unknown type"),
         (&["-m", "ram:/tmp/x=lots"], "invalid size"),
         (&["-m", "host-bind:/proc=/tmp"], "/proc"),
-        (&["-m", "ram:/no/such/place=1M"], "does not exist"),
+        (&["-m", "ram:/etc/hostname/below=1M"], "/etc/hostname is a file"),
+        (&["-m", "ram:/etc/hostname=1M"], "/etc/hostname is a file"),
         (&["-i", "/etc/x=/etc/hostname"], "writable"),
         (&["-i", "relative=/etc/hostname"], "absolute"),
     ] {

@@ -53,6 +53,10 @@ pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, String
                 let source = temp.source(src)?.to_string_lossy().into_owned();
                 list.push(m(MountKind::Bind { source }, &dst.to_string_lossy(), false));
             }
+            UserMount::CallerDir { dir } => {
+                let source = dir.to_string_lossy().into_owned();
+                list.push(m(MountKind::Bind { source }, &dir.to_string_lossy(), true));
+            }
             UserMount::HostImage { .. } => {
                 return Err("host-image mounts are not supported on the container backend: attaching a loop device is a host-wide privilege; use the VM backend".into())
             }

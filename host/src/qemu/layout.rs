@@ -5,7 +5,7 @@
 use super::cmdline::{DiskConfig, ShareConfig, ROOT_TAG};
 use super::plan::Share;
 use crate::layout::{common, fstype_of, scratch, TempDirs};
-use crate::mounts::{ImageFormat, UserMount};
+use crate::mounts::{points_to_make_read_only, ImageFormat, UserMount};
 use crate::spec::Spec;
 use protocol::{Mount, MountKind};
 use std::path::PathBuf;
@@ -17,6 +17,9 @@ pub struct VmLayout {
     pub mounts: Vec<Mount>,
     /// Modules beyond the plan's: disk and filesystem drivers.
     pub modules: Vec<String>,
+    /// The guest makes a mount point in an overlay over some share: virtiofsd must
+    /// not announce the host's submounts, which overlayfs refuses in a lower layer.
+    pub shares_under_overlay: bool,
 }
 
 fn share_mount(share: Share, tag: &str, target: &str, readonly: bool) -> Mount {
@@ -35,7 +38,10 @@ pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout
     };
     l.shares.push(ShareConfig { tag: ROOT_TAG.into(), path: root, readonly, socket: None });
     l.mounts.push(share_mount(share, ROOT_TAG, "/", readonly));
-    if spec.overlay {
+    // The guest also makes missing mount points under a read-only directory in an
+    // overlay (guest-init/src/mount_point.rs).
+    l.shares_under_overlay = spec.root.is_none() && points_to_make_read_only(&spec.mounts);
+    if spec.overlay || l.shares_under_overlay {
         l.modules.push("overlay".into());
     }
     l.mounts.extend(scratch());
@@ -50,6 +56,11 @@ pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout
                 let path = temp.source(src)?;
                 l.shares.push(ShareConfig { tag: tag.clone(), path, readonly: false, socket: None });
                 l.mounts.push(share_mount(share, &tag, &dst.to_string_lossy(), false));
+            }
+            UserMount::CallerDir { dir } => {
+                let tag = format!("vs{}", l.shares.len());
+                l.shares.push(ShareConfig { tag: tag.clone(), path: dir.clone(), readonly: true, socket: None });
+                l.mounts.push(share_mount(share, &tag, &dir.to_string_lossy(), true));
             }
             UserMount::HostImage { dst, src, format } => {
                 let fstype = fstype_of(src, *format)?;

@@ -132,7 +132,13 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         let bin = virtiofsd.map_err(|e| e.to_string())?;
         for (i, sh) in shares.iter_mut().enumerate() {
             let sock = rundir.path().join(format!("vfs{i}.sock"));
-            daemons.push(virtiofsd::prepare(&bin, &sock, &sh.path, sh.readonly, spec.overlay && i == 0)?);
+            daemons.push(virtiofsd::prepare(
+                &bin,
+                &sock,
+                &sh.path,
+                sh.readonly,
+                (spec.overlay && i == 0) || layout.shares_under_overlay,
+            )?);
             sh.socket = Some(sock);
         }
     }
