@@ -30,8 +30,11 @@ pub fn describe(e: &dyn std::error::Error) -> String {
 pub enum Outcome {
     /// The command ran (or could not be started) and the guest said how it ended.
     Command(ExitStatus),
-    /// `--timeout` expired; the sandbox was torn down.
+    /// `--timeout` expired; the command was killed.
     TimedOut,
+    /// The kernel killed the command for its cgroup's memory limit (container
+    /// `--memory`): SIGKILL's status, with the reason said.
+    MemoryLimit,
     /// The launcher was told twice to stop (signal number); the sandbox was torn down.
     Interrupted(i32),
     /// The sandbox itself failed: one line of why, and the guest console's tail if useful.
@@ -47,6 +50,7 @@ impl Outcome {
         match self {
             Outcome::Command(ExitStatus::Code(c)) => (*c & 0xff) as u8,
             Outcome::Command(ExitStatus::Signal(n)) | Outcome::Interrupted(n) => (128 + (*n & 0x7f)) as u8,
+            Outcome::MemoryLimit => 128 + libc::SIGKILL as u8,
             Outcome::Command(ExitStatus::NotFound) => NOT_FOUND,
             Outcome::Command(ExitStatus::CannotExecute(_)) => CANNOT_EXECUTE,
             Outcome::TimedOut => TIMED_OUT,
@@ -63,6 +67,9 @@ impl Outcome {
                 Some(format!("virt-sandbox: {command}: cannot execute: {}", std::io::Error::from_raw_os_error(*errno)))
             }
             Outcome::TimedOut => Some("virt-sandbox: timed out; the sandbox was stopped".into()),
+            Outcome::MemoryLimit => {
+                Some("virt-sandbox: the command was killed for exceeding the memory limit (--memory)".into())
+            }
             Outcome::Failed { reason, console } => Some(match console {
                 Some(tail) if !tail.trim().is_empty() => {
                     format!(
@@ -110,6 +117,7 @@ mod tests {
         assert_eq!(Outcome::TimedOut.code(), 124);
         assert_eq!(Outcome::failed("x").code(), 125);
         assert_eq!(Outcome::Interrupted(2).code(), 130);
+        assert_eq!(Outcome::MemoryLimit.code(), 137);
     }
 
     #[test]

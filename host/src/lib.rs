@@ -1,9 +1,11 @@
 //! The launcher's library: everything `main.rs` wires together.
 //!
-//! `cli` parses, `spec` validates into a plan, a backend (`qemu`) runs it through
+//! `cli` parses, `spec` validates into a plan, a backend (`qemu`, `container`: see
+//! `backend`, the seam they share; `vm`, what every VM backend shares) runs it through
 //! `session`, and `exit` maps the outcome to a status.
 
 pub mod accel;
+pub mod backend;
 pub mod bench;
 pub mod bench_chart;
 pub mod cli;
@@ -21,4 +23,5 @@ pub mod session;
 pub mod spec;
 pub mod timings;
 pub mod units;
+pub mod vm;
 pub mod workdir;

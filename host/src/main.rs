@@ -3,10 +3,11 @@
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use virt_sandbox::backend;
 use virt_sandbox::cli::{Cli, TimingsFormat};
 use virt_sandbox::exit::{Outcome, SANDBOX_FAILED};
 use virt_sandbox::identity::{current_groups, HostUsers};
-use virt_sandbox::spec::{self, Backend, Caller};
+use virt_sandbox::spec::{self, Caller};
 use virt_sandbox::timings::Timeline;
 
 fn main() -> ExitCode {
@@ -72,10 +73,8 @@ fn main() -> ExitCode {
         }
     }
     timeline.mark("launcher setup");
-    let outcome: Outcome = match spec.backend {
-        Backend::Qemu => virt_sandbox::qemu::run(&spec, &notice, &mut timeline),
-        Backend::Container => virt_sandbox::container::run(&spec, &mut timeline),
-    };
+    let mut cx = backend::Context { notice: &notice, timeline: &mut timeline };
+    let outcome: Outcome = backend::run(backend::of(&spec), &spec, &mut cx);
     let argv0 = spec.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(msg) = outcome.message(&argv0) {
         eprintln!("{msg}");

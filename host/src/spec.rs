@@ -12,12 +12,38 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Which backend runs the sandbox, with the options that only it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// A QEMU microVM started by the launcher.
-    Qemu,
+    Qemu(VmOptions),
     /// Namespaces, cgroups, seccomp and dropped capabilities, set up by the launcher.
-    Container,
+    Container(ContainerOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmOptions {
+    pub memory: u64,
+    /// vCPUs as asked; None: the accelerator's default (`accel::default_vcpus`).
+    pub cpus: Option<u32>,
+    pub accel: Accel,
+    pub fs: Fs,
+    pub kernel: Option<PathBuf>,
+    pub kernver: Option<String>,
+    pub kmodpath: Option<PathBuf>,
+    /// The boot watchdog; None: the accelerator's default.
+    pub boot_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// cgroup limits (None: no limit).
+    pub memory: Option<u64>,
+    pub cpus: Option<u32>,
+    pub pids: Option<u64>,
+    pub userns: bool,
+    /// Install the seccomp filter (off only by `--security-opt seccomp=unconfined`).
+    pub seccomp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,25 +61,8 @@ pub struct Spec {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
     pub identity: Identity,
-    /// VM memory.
-    pub memory: u64,
-    /// VM vCPUs as asked; None: the accelerator's default (`accel::default_vcpus`).
-    pub cpus: Option<u32>,
-    /// Container limits (None: no limit).
-    pub container_memory: Option<u64>,
-    pub container_cpus: Option<u32>,
-    pub pids: Option<u64>,
-    pub userns: bool,
-    /// Container: install the seccomp filter (off only by `--security-opt seccomp=unconfined`).
-    pub seccomp: bool,
     pub privileged: bool,
     pub timeout: Option<Duration>,
-    pub boot_timeout: Option<Duration>,
-    pub accel: Accel,
-    pub fs: Fs,
-    pub kernel: Option<PathBuf>,
-    pub kernver: Option<String>,
-    pub kmodpath: Option<PathBuf>,
     pub verbose: bool,
     pub debug: bool,
     /// Mounts from -m, --rw, -M/-H/-T, in order (without a host-bind of /).
@@ -91,7 +100,7 @@ const MIN_CONTAINER_MEMORY: u64 = 4 << 20;
 const DEFAULT_VM_MEMORY: u64 = 512 << 20;
 
 pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
-    let backend = backend(&cli.connect)?;
+    let kind = backend_kind(&cli.connect)?;
     let name = match cli.name.clone() {
         Some(n) => valid_name(n)?,
         None => format!("virt-sandbox-{}-{:x}", caller.pid, nonce()),
@@ -126,7 +135,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let workdir = workdir::decide(&caller.cwd, &cli.command[0], mounts, &fresh, &included)?;
 
     let memory = cli.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("--memory: {e}"))?;
-    let min = if backend == Backend::Qemu { MIN_MEMORY } else { MIN_CONTAINER_MEMORY };
+    let min = if kind == Kind::Qemu { MIN_MEMORY } else { MIN_CONTAINER_MEMORY };
     if let (Some(m), Some(text)) = (memory, &cli.memory) {
         if m < min {
             return Err(format!("--memory {text} is too small: the sandbox needs at least {}M", min >> 20));
@@ -134,7 +143,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         // A guest bigger than the host gets stuck in its boot or QEMU fails to map it; a
         // container's limit above the host's memory is only no limit, and stays allowed.
         match caller.host_memory {
-            Some(host) if backend == Backend::Qemu && m > host => {
+            Some(host) if kind == Kind::Qemu && m > host => {
                 return Err(format!("--memory {text} is more than this host's memory ({}M)", host >> 20));
             }
             _ => {}
@@ -151,7 +160,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let seccomp = security_opts(&cli.security_opt)?;
     let container_only =
         [(cli.userns, "--userns"), (cli.pids.is_some(), "--pids"), (!cli.security_opt.is_empty(), "--security-opt")];
-    if let (Backend::Qemu, Some((_, option))) = (&backend, container_only.iter().find(|(given, _)| *given)) {
+    if let (Kind::Qemu, Some((_, option))) = (kind, container_only.iter().find(|(given, _)| *given)) {
         return Err(format!("{option} applies to containers only (-c lxc:///)"));
     }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
@@ -168,6 +177,21 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         return Err("VIRT_SANDBOX_BOOT_TIMEOUT 0 would give up before the boot starts: give a positive duration".into());
     }
     let absolute = |p: PathBuf| if p.is_absolute() { p } else { caller.cwd.join(p) };
+    let backend = match kind {
+        Kind::Qemu => Backend::Qemu(VmOptions {
+            memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
+            cpus: cli.cpus,
+            accel: cli.accel,
+            fs: cli.fs,
+            kernel: cli.kernel.map(absolute),
+            kernver: cli.kernver,
+            kmodpath: cli.kmodpath.map(absolute),
+            boot_timeout,
+        }),
+        Kind::Container => {
+            Backend::Container(ContainerOptions { memory, cpus: cli.cpus, pids: cli.pids, userns: cli.userns, seccomp })
+        }
+    };
 
     Ok(Spec {
         backend,
@@ -176,21 +200,8 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         env,
         cwd: workdir.cwd,
         identity,
-        memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
-        cpus: cli.cpus,
-        container_memory: memory,
-        container_cpus: cli.cpus,
-        pids: cli.pids,
-        userns: cli.userns,
-        seccomp,
         privileged: cli.privileged,
         timeout,
-        boot_timeout,
-        accel: cli.accel,
-        fs: cli.fs,
-        kernel: cli.kernel.map(absolute),
-        kernver: cli.kernver,
-        kmodpath: cli.kmodpath.map(absolute),
         verbose: cli.verbose || cli.debug,
         debug: cli.debug,
         mounts: workdir.mounts,
@@ -307,10 +318,17 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
     Ok((list, root, includes))
 }
 
-fn backend(uri: &str) -> Result<Backend, String> {
+/// The backend a connect URI names, before its options are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Qemu,
+    Container,
+}
+
+fn backend_kind(uri: &str) -> Result<Kind, String> {
     match uri {
-        "qemu:///session" | "qemu:///system" => Ok(Backend::Qemu),
-        "lxc:///" | "lxc://" | "lxc:" => Ok(Backend::Container),
+        "qemu:///session" | "qemu:///system" => Ok(Kind::Qemu),
+        "lxc:///" | "lxc://" | "lxc:" => Ok(Kind::Container),
         u if u.starts_with("libvirt+") => {
             Err(format!("connect URI {u:?} is not supported by this build yet; use qemu:///session or lxc:///"))
         }

@@ -56,7 +56,7 @@ fn defaults_run_as_the_caller_in_the_callers_cwd() {
     assert_eq!(env_of(&s, "HOME").as_deref(), Some("/var/tmp/bob"));
     assert_eq!(env_of(&s, "USER").as_deref(), Some("bob"));
     assert_eq!(env_of(&s, "LOGNAME").as_deref(), Some("bob"));
-    assert_eq!(s.backend, Backend::Qemu);
+    assert!(matches!(s.backend, Backend::Qemu(_)));
     assert!(s.name.starts_with("virt-sandbox-42-"));
 }
 
@@ -124,7 +124,7 @@ fn bad_values_are_refused_with_the_option_named() {
 #[test]
 fn relative_kernel_paths_resolve_against_the_cwd() {
     let s = spec(&["--kernel", "k/bzImage", "--", "true"]).unwrap();
-    assert_eq!(s.kernel, Some(PathBuf::from("/work/dir/k/bzImage")));
+    assert_eq!(vm(&s).kernel, Some(PathBuf::from("/work/dir/k/bzImage")));
 }
 
 #[test]
@@ -138,13 +138,14 @@ fn the_command_keeps_its_own_options() {
 #[test]
 fn container_limits_are_optional_and_vm_sizes_have_defaults() {
     let s = spec(&["-c", "lxc:///", "--", "true"]).unwrap();
-    assert_eq!(s.backend, Backend::Container);
-    assert_eq!((s.container_memory, s.container_cpus, s.pids), (None, None, None));
+    let c = container(&s);
+    assert_eq!((c.memory, c.cpus, c.pids), (None, None, None));
     let s = spec(&["-c", "lxc:///", "--memory", "64M", "--pids", "64", "--cpus", "2", "--", "true"]).unwrap();
-    assert_eq!((s.container_memory, s.container_cpus, s.pids), (Some(64 << 20), Some(2), Some(64)));
+    let c = container(&s);
+    assert_eq!((c.memory, c.cpus, c.pids), (Some(64 << 20), Some(2), Some(64)));
     let s = spec(&["--", "true"]).unwrap();
     // The vCPU count's default depends on the accelerator, chosen later (accel.rs).
-    assert_eq!((s.memory, s.cpus), (512 << 20, None));
+    assert_eq!((vm(&s).memory, vm(&s).cpus), (512 << 20, None));
 }
 
 #[test]
@@ -215,9 +216,23 @@ fn the_seccomp_filter_is_on_unless_unconfined_last() {
         let mut args = vec!["-c", "lxc:///"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--", "true"]);
-        spec(&args).unwrap().seccomp
+        container(&spec(&args).unwrap()).seccomp
     };
     assert!(seccomp(&[]));
     assert!(!seccomp(&["--security-opt", "seccomp=unconfined"]));
     assert!(seccomp(&["--security-opt", "seccomp=unconfined", "--security-opt", "seccomp=default"]));
+}
+
+fn vm(s: &Spec) -> &VmOptions {
+    match &s.backend {
+        Backend::Qemu(o) => o,
+        other => panic!("not a VM: {other:?}"),
+    }
+}
+
+fn container(s: &Spec) -> &ContainerOptions {
+    match &s.backend {
+        Backend::Container(o) => o,
+        other => panic!("not a container: {other:?}"),
+    }
 }

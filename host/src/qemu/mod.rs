@@ -1,238 +1,209 @@
-//! The QEMU backend: a microVM that boots the host's kernel with our initrd.
-//!
-//! `run` is the whole life of one VM: choose (kernel, accelerator, machine, share),
-//! prepare (initrd), start (virtiofsd, QEMU), hand over to the session, tear down.
+//! The QEMU backend: starts the VM that `vm::prepare` planned. QEMU is spawned first,
+//! then the virtiofsd daemons on sockets bound beforehand (QEMU's connections wait in
+//! their backlog), and the launch ends once QEMU has connected the control channel.
 
-mod boot_image;
 mod cmdline;
 mod console;
-mod layout;
-mod plan;
 mod virtiofsd;
 
+use crate::backend::{self, Context, Failure, Launched, Prepared, Running};
 use crate::exit::Outcome;
-use crate::kernel::{self, KernelRequest, Roots};
-use crate::layout::TempDirs;
+use crate::proc;
 use crate::runtime_dir::RuntimeDir;
 use crate::session::{self, Limits};
 use crate::spec::Spec;
-use crate::timings::Timeline;
-use crate::{accel, initfile, proc};
+use crate::vm::{self, plan::Share, VmPlan};
 use cmdline::VmConfig;
-use plan::Share;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use virt_sandbox_initrd::modules::{Availability, ModuleTree};
-use virt_sandbox_initrd::{Cached, Staged};
+use virt_sandbox_initrd::Staged;
 
 /// Lines of console shown with a failure.
 const CONSOLE_LINES: usize = 20;
 
-pub fn run(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Outcome {
-    match start(spec, notice, timeline) {
-        Ok(outcome) => outcome,
-        Err(reason) => Outcome::failed(reason),
+pub struct Qemu;
+
+impl backend::Backend for Qemu {
+    fn prepare(&self, spec: &Spec, cx: &mut Context) -> Result<Box<dyn Prepared>, Failure> {
+        let crate::spec::Backend::Qemu(opts) = &spec.backend else {
+            return Err("the QEMU backend was given another backend's spec".into());
+        };
+        let virtiofsd = virtiofsd::find();
+        let vm = vm::prepare(spec, opts, virtiofsd.as_ref().map(|_| ()).map_err(String::as_str), cx)?;
+        if spec.verbose {
+            (cx.notice)(&format!("cpu model: {}", cmdline::cpu_model(vm.accel)));
+        }
+        let virtiofsd = match vm.devices.share {
+            Share::Virtiofs => Some(virtiofsd?),
+            Share::NineP => None,
+        };
+        Ok(Box::new(Launch {
+            vm,
+            virtiofsd,
+            name: spec.name.clone(),
+            overlay: spec.overlay,
+            debug: spec.debug,
+            timeout: spec.timeout,
+        }))
     }
 }
 
-fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<Outcome, String> {
-    // Choose.
-    let req =
-        KernelRequest { kernel: spec.kernel.clone(), kernver: spec.kernver.clone(), kmodpath: spec.kmodpath.clone() };
-    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host())
-        .map_err(|e| crate::exit::describe(&e))?;
-    if let Some(n) = &kernel.notice {
-        notice(n);
-    }
-    let tree = if kernel.modules_present() {
-        Some(ModuleTree::open(&kernel.modules_dir).map_err(|e| crate::exit::describe(&e))?)
-    } else {
-        None
-    };
-    // A kernel without a modules tree must have what it needs built in.
-    let has = |m: &str| tree.as_ref().map_or(Availability::Builtin, |t| t.availability(m));
-    let (accel, accel_notice) = accel::choose(spec.accel, &accel::Probe::host())?;
-    if let Some(n) = accel_notice {
-        notice(&n);
-    }
-    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpus = spec.cpus.unwrap_or_else(|| accel::default_vcpus(accel, host_cpus));
-    if accel == accel::Chosen::Tcg && cpus > 1 {
-        notice(&format!(
-            "{cpus} vCPUs under TCG: a command that patches kernel code at run time (tracing, perf, BPF) \
-             can hang the guest in QEMU's multi-threaded TCG; --timeout bounds such a run"
-        ));
-    }
-    let virtiofsd = virtiofsd::find();
-    let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
-    timeline.mark("kernel, accelerator and devices chosen");
+/// A planned VM and what QEMU's launch adds to it.
+struct Launch {
+    vm: VmPlan,
+    /// The virtiofsd binary, when the root is shared over virtiofs.
+    virtiofsd: Option<PathBuf>,
+    name: String,
+    overlay: bool,
+    debug: bool,
+    timeout: Option<Duration>,
+}
 
-    // Prepare.
-    let mut temp = TempDirs::default();
-    let layout = layout::layout(spec, plan.share, &mut temp)?;
-    let mut wanted: Vec<&str> = plan.modules.clone();
-    wanted.extend(layout.modules.iter().map(String::as_str));
-    let modules = match &tree {
-        Some(t) => t.resolve(&wanted).map_err(|e| crate::exit::describe(&e))?,
-        None => Vec::new(),
-    };
-    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
-    let init = initfile::load()?;
-    let cache = virt_sandbox_initrd::default_cache_dir();
-    let opts = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
-    let initrd =
-        virt_sandbox_initrd::lookup_or_build(&cache, &init, &modules, &opts).map_err(|e| crate::exit::describe(&e))?;
-    let initrd_path = initrd.path().to_owned();
-    timeline.mark(match initrd {
-        Cached::Hit(_) => "initrd (cache hit)",
-        Cached::Built(_) => "initrd (built)",
-    });
-    let (boot_image, why) = boot_image::choose(&kernel, &cache);
-    timeline.mark("kernel image ready");
-    let boot_name = boot_image.name();
-    // What this launch built goes into the cache while the guest boots (see
-    // initrd/src/store.rs); QEMU reads the temporary names, kept until it is gone.
-    let mut staged: Vec<Staged> = boot_image.staged.into_iter().collect();
-    if let Cached::Built(s) = initrd {
-        staged.push(s);
-    }
-    if let (Some(why), true) = (why, spec.verbose) {
-        notice(&why);
-    }
-    let tsc = match accel {
-        accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
-        accel::Chosen::Kvm => None,
-    };
-    let append = cmdline::kernel_append(plan.machine, accel, cpus, spec.debug, tsc);
-    if spec.verbose {
-        notice(&format!(
-            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
-            kernel.image.display(),
-            kernel.version,
-            boot_name.display(),
+impl Prepared for Launch {
+    fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
+        let Launch { vm, virtiofsd, name, overlay, debug, timeout } = *self;
+        let VmPlan {
             accel,
-            plan.machine,
-            plan.share,
-            cpus
-        ));
-        notice(&format!("kernel command line: {append}"));
-        notice(&format!("cpu model: {}", cmdline::cpu_model(accel)));
-    }
-
-    // Start.
-    let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
-    let ctl_path = rundir.path().join("ctl.sock");
-    let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
-    let mut helpers = Helpers::default();
-    let mut shares = layout.shares;
-    let mut daemons = Vec::new();
-    if plan.share == Share::Virtiofs {
-        let bin = virtiofsd.map_err(|e| e.to_string())?;
-        for (i, sh) in shares.iter_mut().enumerate() {
-            let sock = rundir.path().join(format!("vfs{i}.sock"));
-            daemons.push(virtiofsd::prepare(
-                &bin,
-                &sock,
-                &sh.path,
-                sh.readonly,
-                (spec.overlay && i == 0) || layout.shares_under_overlay,
-            )?);
-            sh.socket = Some(sock);
-        }
-    }
-    let cfg = VmConfig {
-        name: spec.name.clone(),
-        accel,
-        machine: plan.machine,
-        share: plan.share,
-        memory: spec.memory,
-        cpus,
-        kernel: boot_image.path,
-        initrd: initrd_path,
-        append,
-        shares,
-        disks: layout.disks,
-        // SAFETY: geteuid cannot fail.
-        nine_p_passthrough: unsafe { libc::geteuid() } == 0,
-        control_socket: ctl_path,
-    };
-    let console = console::Tail::default();
-    let qemu_err = console::Tail::default();
-    let qemu = spawn_qemu(&cfg, &console, &qemu_err, spec.debug)?;
-    let qemu_pid = qemu.id();
-    helpers.qemu = Some(qemu);
-    timeline.mark("QEMU spawned");
-    if !staged.is_empty() {
-        helpers.publishing = Some(std::thread::spawn(move || {
-            for s in &mut staged {
-                // A cache entry that cannot be stored costs the next launch a rebuild.
-                let _ = s.publish();
+            cpus,
+            memory,
+            devices,
+            layout,
+            kernel,
+            initrd,
+            append,
+            staged,
+            run_spec,
+            include_files,
+            boot_timeout,
+            temp,
+        } = vm;
+        let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
+        let ctl_path = rundir.path().join("ctl.sock");
+        let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
+        let mut helpers = Helpers::default();
+        let mut shares = layout.shares;
+        let mut daemons = Vec::new();
+        if let Some(bin) = &virtiofsd {
+            for (i, sh) in shares.iter_mut().enumerate() {
+                let sock = rundir.path().join(format!("vfs{i}.sock"));
+                let cache_off = (overlay && i == 0) || layout.shares_under_overlay;
+                daemons.push(virtiofsd::prepare(bin, &sock, &sh.path, sh.readonly, cache_off)?);
+                sh.socket = Some(sock);
             }
-            staged
-        }));
-    }
-    // While QEMU loads: its connections to these sockets wait for them in the backlog.
-    if !daemons.is_empty() {
-        for d in daemons {
-            helpers.virtiofsd.push(d.start()?);
         }
-        timeline.mark("virtiofsd started");
-    }
-
-    let stream = match accept(&listener, &mut helpers) {
-        Ok(s) => s,
-        Err(reason) => {
-            // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
-            let grace = Duration::from_millis(200);
-            let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
-            helpers.stop();
-            return match virtiofsd_failed {
-                Some(why) => Err(why),
-                None => Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) }),
-            };
+        let cfg = VmConfig {
+            name,
+            accel,
+            machine: devices.machine,
+            share: devices.share,
+            memory,
+            cpus,
+            kernel,
+            initrd,
+            append,
+            shares,
+            disks: layout.disks,
+            // SAFETY: geteuid cannot fail.
+            nine_p_passthrough: unsafe { libc::geteuid() } == 0,
+            control_socket: ctl_path,
+        };
+        let console = console::Tail::default();
+        let qemu_err = console::Tail::default();
+        let qemu = spawn_qemu(&cfg, &console, &qemu_err, debug)?;
+        let qemu_pid = qemu.id();
+        helpers.qemu = Some(qemu);
+        cx.timeline.mark("QEMU spawned");
+        if !staged.is_empty() {
+            let mut staged = staged;
+            helpers.publishing = Some(std::thread::spawn(move || {
+                for s in &mut staged {
+                    // A cache entry that cannot be stored costs the next launch a rebuild.
+                    let _ = s.publish();
+                }
+                staged
+            }));
         }
-    };
-    // Every socket is connected: nothing needs the paths any more.
-    drop(listener);
-    rundir.remove();
-    timeline.mark("QEMU connected");
-
-    // Run.
-    let events = session::events(qemu_pid, "QEMU");
-    let limits = Limits {
-        boot_timeout: spec.boot_timeout.unwrap_or(match accel {
-            accel::Chosen::Kvm => Duration::from_secs(10),
-            accel::Chosen::Tcg => Duration::from_secs(30),
-        }),
-        timeout: spec.timeout,
-        relay_stdin: true,
-        send_before_hello: false,
-        signal_grace: session::SIGNAL_GRACE,
-        include_files,
-    };
-    let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
-    // Torn down once the run has an outcome: the guest synced before reporting and waits
-    // for this, so nothing is lost by killing it.
-    let outcome = session::run(stream, run, &limits, events, timeline, &mut || helpers.stop());
-    timeline.mark("sandbox gone");
-    Ok(match outcome {
-        Outcome::Failed { reason, console: None } => {
-            // A panic explains everything; its line is often above the tail's stack dump.
-            let reason = match console.find_line(&["Kernel panic", "BUG:", "Oops:"]) {
-                Some(line) if reason.contains("stopped") => format!("the guest kernel crashed: {line}"),
-                _ => reason,
-            };
-            let mut tail = console.last_lines(CONSOLE_LINES);
-            let errs = qemu_err.last_lines(5);
-            if !errs.is_empty() {
-                tail = format!("{tail}\n{errs}");
+        // While QEMU loads: its connections to these sockets wait for them in the backlog.
+        if !daemons.is_empty() {
+            for d in daemons {
+                helpers.virtiofsd.push(d.start()?);
             }
-            Outcome::Failed { reason, console: Some(tail) }
+            cx.timeline.mark("virtiofsd started");
         }
-        other => other,
-    })
+
+        let control = match accept(&listener, &mut helpers) {
+            Ok(s) => s,
+            Err(reason) => {
+                // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
+                let grace = Duration::from_millis(200);
+                let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
+                helpers.stop();
+                return Err(match virtiofsd_failed {
+                    Some(why) => why.into(),
+                    None => Failure { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) },
+                });
+            }
+        };
+        // Every socket is connected: nothing needs the paths any more.
+        drop(listener);
+        rundir.remove();
+        cx.timeline.mark("QEMU connected");
+
+        let limits = Limits {
+            boot_timeout,
+            timeout,
+            relay_stdin: true,
+            send_before_hello: false,
+            signal_grace: session::SIGNAL_GRACE,
+            include_files,
+        };
+        Ok(Launched {
+            control,
+            watch: (qemu_pid, "QEMU"),
+            limits,
+            run_spec,
+            sandbox: Box::new(RunningVm { helpers, console, qemu_err, _temp: temp }),
+        })
+    }
+}
+
+/// A started VM.
+struct RunningVm {
+    helpers: Helpers,
+    console: console::Tail,
+    qemu_err: console::Tail,
+    _temp: crate::layout::TempDirs,
+}
+
+impl Running for RunningVm {
+    /// The guest synced before reporting and waits for this, so nothing is lost by
+    /// killing it.
+    fn teardown(&mut self) {
+        self.helpers.stop();
+    }
+
+    /// A failure gets the guest console's tail, and a kernel crash its panic line.
+    fn explain(&mut self, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Failed { reason, console: None } => {
+                // A panic explains everything; its line is often above the tail's stack dump.
+                let reason = match self.console.find_line(&["Kernel panic", "BUG:", "Oops:"]) {
+                    Some(line) if reason.contains("stopped") => format!("the guest kernel crashed: {line}"),
+                    _ => reason,
+                };
+                let mut tail = self.console.last_lines(CONSOLE_LINES);
+                let errs = self.qemu_err.last_lines(5);
+                if !errs.is_empty() {
+                    tail = format!("{tail}\n{errs}");
+                }
+                Outcome::Failed { reason, console: Some(tail) }
+            }
+            other => other,
+        }
+    }
 }
 
 /// What runs beside the guest, stopped together on every way out.

@@ -2,13 +2,33 @@
 //! (virtiofs or 9p, one each), which images become virtio-blk disks, what the guest
 //! mounts where, and which extra modules that needs. Pure apart from temp dirs.
 
-use super::cmdline::{DiskConfig, ShareConfig, ROOT_TAG};
 use super::plan::Share;
 use crate::layout::{common, fstype_of, scratch, TempDirs};
 use crate::mounts::{points_to_make_read_only, ImageFormat, UserMount};
 use crate::spec::Spec;
 use protocol::{Mount, MountKind};
 use std::path::PathBuf;
+
+/// The tag the guest mounts the host root by; other shares are `vs1`, `vs2`, ...
+pub const ROOT_TAG: &str = "vsroot";
+
+/// One host directory shared with the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareConfig {
+    pub tag: String,
+    pub path: PathBuf,
+    pub readonly: bool,
+    /// virtiofsd's vhost-user socket (virtiofs only).
+    pub socket: Option<PathBuf>,
+}
+
+/// One disk image, seen by the guest as /dev/vdX in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    /// "raw" or "qcow2".
+    pub format: &'static str,
+}
 
 #[derive(Debug, Default)]
 pub struct VmLayout {

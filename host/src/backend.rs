@@ -1,0 +1,94 @@
+//! The seam between the launcher and what runs a sandbox.
+//!
+//! A backend turns the validated spec into a plan (everything chosen and built, nothing
+//! started), then launches it: what comes back is the control stream to init, the
+//! process whose end means the sandbox's end, the session's limits and run spec, and the
+//! running sandbox, which knows how to tear itself down. The session in between is the
+//! same for every backend, and so is the order of things: `run` below is the only place
+//! that drives a backend.
+
+use crate::exit::Outcome;
+use crate::session::{self, Limits};
+use crate::spec::Spec;
+use crate::timings::Timeline;
+use protocol::RunSpec;
+use std::os::unix::net::UnixStream;
+
+/// What a backend needs from the launcher while it prepares and launches.
+pub struct Context<'a> {
+    /// Says something to the user (on a terminal or with `-v`).
+    pub notice: &'a dyn Fn(&str),
+    pub timeline: &'a mut Timeline,
+}
+
+/// Why a sandbox could not be prepared or launched, and what the guest printed, if any.
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: String,
+    pub console: Option<String>,
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure { reason, console: None }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Self {
+        reason.to_string().into()
+    }
+}
+
+pub trait Backend {
+    /// Decides and builds what the launch needs; starts nothing.
+    fn prepare(&self, spec: &Spec, cx: &mut Context) -> Result<Box<dyn Prepared>, Failure>;
+}
+
+pub trait Prepared {
+    /// Starts the sandbox, up to a connected control stream.
+    fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure>;
+}
+
+/// A started sandbox, ready for the session.
+pub struct Launched {
+    pub control: UnixStream,
+    /// The process whose exit ends the sandbox, and its name in messages.
+    pub watch: (u32, &'static str),
+    pub limits: Limits,
+    pub run_spec: RunSpec,
+    pub sandbox: Box<dyn Running>,
+}
+
+pub trait Running {
+    /// Stops every process of the sandbox and removes what it used. Called once, as soon
+    /// as the run has an outcome.
+    fn teardown(&mut self);
+
+    /// Adds what only the backend knows (a guest console, a cgroup's verdict) to the
+    /// outcome, after the teardown.
+    fn explain(&mut self, outcome: Outcome) -> Outcome {
+        outcome
+    }
+}
+
+/// One sandbox's whole life: prepare, launch, the session, the teardown.
+pub fn run(backend: &dyn Backend, spec: &Spec, cx: &mut Context) -> Outcome {
+    let launched = match backend.prepare(spec, cx).and_then(|p| p.launch(cx)) {
+        Ok(l) => l,
+        Err(Failure { reason, console }) => return Outcome::Failed { reason, console },
+    };
+    let Launched { control, watch: (pid, name), limits, run_spec, mut sandbox } = launched;
+    let events = session::events(pid, name);
+    let outcome = session::run(control, run_spec, &limits, events, cx.timeline, &mut || sandbox.teardown());
+    cx.timeline.mark("sandbox gone");
+    sandbox.explain(outcome)
+}
+
+/// The backend the spec names.
+pub fn of(spec: &Spec) -> &'static dyn Backend {
+    match spec.backend {
+        crate::spec::Backend::Qemu(_) => &crate::qemu::Qemu,
+        crate::spec::Backend::Container(_) => &crate::container::Container,
+    }
+}

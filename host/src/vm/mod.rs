@@ -1,0 +1,152 @@
+//! What every VM backend shares (QEMU's today, libvirt's next): the kernel, accelerator
+//! and devices chosen, the initrd and boot image built, the kernel command line and the
+//! guest's mount plan. Nothing here starts a process: a backend takes the [`VmPlan`] and
+//! turns it into a QEMU command line or a domain definition.
+
+pub mod append;
+pub mod boot_image;
+pub mod layout;
+pub mod plan;
+
+use crate::backend::{Context, Failure};
+use crate::exit::describe;
+use crate::kernel::{self, KernelRequest, Roots};
+use crate::layout::TempDirs;
+use crate::spec::{Spec, VmOptions};
+use crate::{accel, initfile};
+use layout::VmLayout;
+use plan::Plan;
+use protocol::RunSpec;
+use std::path::PathBuf;
+use std::time::Duration;
+use virt_sandbox_initrd::modules::{Availability, ModuleTree};
+use virt_sandbox_initrd::{Cached, Staged};
+
+/// One VM, decided and built, ready to be started.
+pub struct VmPlan {
+    pub accel: accel::Chosen,
+    pub cpus: u32,
+    pub memory: u64,
+    /// The machine, the root share and the modules it needs.
+    pub devices: Plan,
+    /// Shares, disks and the guest's mounts.
+    pub layout: VmLayout,
+    /// The kernel image to boot (a cached vmlinux where one can be had).
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
+    /// Cache entries this launch built: published while the guest boots, their
+    /// temporary names (which the VM boots from) kept until it is gone.
+    pub staged: Vec<Staged>,
+    pub run_spec: RunSpec,
+    /// The host files behind the run spec's includes, streamed after it.
+    pub include_files: Vec<(PathBuf, u64)>,
+    pub boot_timeout: Duration,
+    /// Temporary host directories the layout shares; removed when dropped.
+    pub temp: TempDirs,
+}
+
+/// Chooses the kernel, accelerator and devices, and builds the initrd and boot image.
+/// `virtiofsd` is the backend's virtiofsd, or why it has none.
+pub fn prepare(
+    spec: &Spec,
+    opts: &VmOptions,
+    virtiofsd: Result<(), &str>,
+    cx: &mut Context,
+) -> Result<VmPlan, Failure> {
+    // Choose.
+    let req =
+        KernelRequest { kernel: opts.kernel.clone(), kernver: opts.kernver.clone(), kmodpath: opts.kmodpath.clone() };
+    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| describe(&e))?;
+    if let Some(n) = &kernel.notice {
+        (cx.notice)(n);
+    }
+    let tree = match kernel.modules_present() {
+        true => Some(ModuleTree::open(&kernel.modules_dir).map_err(|e| describe(&e))?),
+        false => None,
+    };
+    // A kernel without a modules tree must have what it needs built in.
+    let has = |m: &str| tree.as_ref().map_or(Availability::Builtin, |t| t.availability(m));
+    let (accel, accel_notice) = accel::choose(opts.accel, &accel::Probe::host())?;
+    if let Some(n) = accel_notice {
+        (cx.notice)(&n);
+    }
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = opts.cpus.unwrap_or_else(|| accel::default_vcpus(accel, host_cpus));
+    if accel == accel::Chosen::Tcg && cpus > 1 {
+        (cx.notice)(&format!(
+            "{cpus} vCPUs under TCG: a command that patches kernel code at run time (tracing, perf, BPF) \
+             can hang the guest in QEMU's multi-threaded TCG; --timeout bounds such a run"
+        ));
+    }
+    let devices = plan::plan(&has, opts.fs, virtiofsd.err())?;
+    cx.timeline.mark("kernel, accelerator and devices chosen");
+
+    // Build.
+    let mut temp = TempDirs::default();
+    let layout = layout::layout(spec, devices.share, &mut temp)?;
+    let mut wanted: Vec<&str> = devices.modules.clone();
+    wanted.extend(layout.modules.iter().map(String::as_str));
+    let modules = match &tree {
+        Some(t) => t.resolve(&wanted).map_err(|e| describe(&e))?,
+        None => Vec::new(),
+    };
+    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
+    let init = initfile::load()?;
+    let cache = virt_sandbox_initrd::default_cache_dir();
+    let build = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
+    let initrd = virt_sandbox_initrd::lookup_or_build(&cache, &init, &modules, &build).map_err(|e| describe(&e))?;
+    let initrd_path = initrd.path().to_owned();
+    cx.timeline.mark(match initrd {
+        Cached::Hit(_) => "initrd (cache hit)",
+        Cached::Built(_) => "initrd (built)",
+    });
+    let (boot_image, why) = boot_image::choose(&kernel, &cache);
+    cx.timeline.mark("kernel image ready");
+    let boot_name = boot_image.name();
+    let mut staged: Vec<Staged> = boot_image.staged.into_iter().collect();
+    if let Cached::Built(s) = initrd {
+        staged.push(s);
+    }
+    if let (Some(why), true) = (why, spec.verbose) {
+        (cx.notice)(&why);
+    }
+    let tsc = match accel {
+        accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+        accel::Chosen::Kvm => None,
+    };
+    let append = append::kernel_append(devices.machine, accel, cpus, spec.debug, tsc);
+    if spec.verbose {
+        (cx.notice)(&format!(
+            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
+            kernel.image.display(),
+            kernel.version,
+            boot_name.display(),
+            accel,
+            devices.machine,
+            devices.share,
+            cpus
+        ));
+        (cx.notice)(&format!("kernel command line: {append}"));
+    }
+    let run_spec =
+        spec.run_spec(layout.mounts.clone(), protocol::Stdio::Relay, protocol::Security::default(), include_entries);
+    Ok(VmPlan {
+        accel,
+        cpus,
+        memory: opts.memory,
+        devices,
+        layout,
+        kernel: boot_image.path,
+        initrd: initrd_path,
+        append,
+        staged,
+        run_spec,
+        include_files,
+        boot_timeout: opts.boot_timeout.unwrap_or(match accel {
+            accel::Chosen::Kvm => Duration::from_secs(10),
+            accel::Chosen::Tcg => Duration::from_secs(30),
+        }),
+        temp,
+    })
+}
