@@ -220,6 +220,10 @@ fn decide(
     let boot_deadline = Instant::now() + limits.boot_timeout;
     // When the sandbox's process was seen gone, and how it ended.
     let mut gone: Option<(Instant, String)> = None;
+    // A signal that came before Hello though the run spec went ahead: the command may
+    // already run (its output reaches our caller before we read Hello), so the signal
+    // is the command's, forwarded once the includes are out, as below.
+    let mut signalled: Option<(i32, Instant)> = None;
     loop {
         let until = gone.as_ref().map_or(boot_deadline, |(t, _)| boot_deadline.min(*t + GONE_DRAIN_LIMIT));
         match wait(&rx, Some(until)) {
@@ -237,6 +241,9 @@ fn decide(
                     limits.boot_timeout
                 ))
             }
+            Some(Event::Signal(n)) if ahead && signalled.is_none() => {
+                signalled = Some((n, Instant::now() + limits.signal_grace))
+            }
             Some(Event::Signal(n)) => return Outcome::Interrupted(n),
             Some(other) => return before_exit(other, &rx, gone_how(gone)),
         }
@@ -249,6 +256,9 @@ fn decide(
     if let Err(e) = send_includes(&writer, &limits.include_files) {
         return Outcome::failed(e);
     }
+    if let Some((n, _)) = signalled {
+        send_soon(&writer, HostMsg::Signal(n));
+    }
     if limits.relay_stdin {
         spawn_stdin(writer.clone());
     }
@@ -256,7 +266,6 @@ fn decide(
     let deadline = limits.timeout.and_then(|t| Instant::now().checked_add(t));
     // The first signal is the command's to handle; a second one, or the grace running
     // out, stops the sandbox.
-    let mut signalled: Option<(i32, Instant)> = None;
     // When --timeout expired: the command is being killed, and what it wrote before
     // still arrives, as with timeout(1), whose output is in its reader's pipe.
     let mut stopping: Option<Instant> = None;

@@ -192,3 +192,30 @@ fn a_timeout_with_a_guest_that_never_answers_still_ends() {
     let took = start.elapsed();
     assert!(took >= STOP_DRAIN_LIMIT && took < STOP_DRAIN_LIMIT + Duration::from_secs(2), "{took:?}");
 }
+
+#[test]
+fn a_signal_before_hello_goes_to_a_command_whose_spec_went_ahead() {
+    // A container's init may run the command on the spec sent ahead, and the command's
+    // output reach our caller, before our reader has read the Hello: a signal then is
+    // the command's, not a reason to stop the sandbox at once.
+    let (ours, seen) = live_peer(|m| match m {
+        HostMsg::Signal(n) => vec![GuestMsg::Exit(ExitStatus::Signal(n))],
+        _ => vec![],
+    });
+    let (tx, rx) = mpsc::channel();
+    tx.send(Event::Signal(libc::SIGTERM)).unwrap();
+    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert_eq!(outcome, Outcome::Command(ExitStatus::Signal(libc::SIGTERM)));
+    let seen: Vec<HostMsg> = seen.try_iter().collect();
+    assert!(matches!(seen.as_slice(), [HostMsg::Run(_), HostMsg::Signal(libc::SIGTERM)]), "{seen:?}");
+}
+
+#[test]
+fn a_signal_before_hello_stops_a_sandbox_that_has_not_got_its_spec() {
+    let (ours, _seen) = live_peer(|_| vec![]);
+    let (tx, rx) = mpsc::channel();
+    tx.send(Event::Signal(libc::SIGINT)).unwrap();
+    let limits = Limits { send_before_hello: false, ..limits() };
+    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert_eq!(outcome, Outcome::Interrupted(libc::SIGINT));
+}
