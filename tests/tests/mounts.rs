@@ -225,18 +225,7 @@ fn malformed_specs_are_refused_before_anything_starts(b: Backend) {
 #[test]
 fn host_image_raw_ext4_is_read_and_written_and_stays_consistent() {
     let dir = Scratch::new("image");
-    let content = dir.path().join("content");
-    std::fs::create_dir(&content).unwrap();
-    std::fs::write(content.join("hello"), "from the host\n").unwrap();
-    let img = dir.path().join("disk.img");
-    let mk = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&content)
-        .arg(&img)
-        .arg("16M")
-        .status()
-        .expect("mkfs.ext4 (e2fsprogs) is needed");
-    assert!(mk.success());
+    let img = ext4_image(&dir, "disk.img");
     let spec = format!("host-image:/tmp/disk={}", img.display());
     let r = run(&["-m", &spec, "--", "sh", "-c", "cat /tmp/disk/hello && echo from the guest > /tmp/disk/new"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -333,18 +322,7 @@ fn a_comma_in_host_paths_works_over_virtiofs() {
 #[test]
 fn a_host_image_with_a_comma_in_its_path_is_mounted() {
     let dir = Scratch::new("comma-image");
-    let content = dir.path().join("content");
-    std::fs::create_dir(&content).unwrap();
-    std::fs::write(content.join("hello"), "from the host\n").unwrap();
-    let img = dir.path().join("disk,1.img");
-    let mk = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&content)
-        .arg(&img)
-        .arg("16M")
-        .status()
-        .expect("mkfs.ext4 (e2fsprogs) is needed");
-    assert!(mk.success());
+    let img = ext4_image(&dir, "disk,1.img");
     for spec in [
         format!("host-image:/tmp/disk={}", img.display()),
         format!("host-image:/tmp/disk={},format=raw", img.display()),
@@ -353,4 +331,21 @@ fn a_host_image_with_a_comma_in_its_path_is_mounted() {
         assert_eq!(r.code, 0, "{spec}: {r:?}");
         assert_eq!(r.stdout_str(), "from the host\n", "{spec}");
     }
+}
+
+/// A 16 MiB ext4 image named `name` in `dir`, holding `hello` ("from the host").
+fn ext4_image(dir: &Scratch, name: &str) -> std::path::PathBuf {
+    let content = dir.path().join("content");
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join("hello"), "from the host\n").unwrap();
+    let img = dir.path().join(name);
+    let mk = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&content)
+        .arg(&img)
+        .arg("16M")
+        .status()
+        .expect("mkfs.ext4 (e2fsprogs) is needed");
+    assert!(mk.success());
+    img
 }
