@@ -6,12 +6,15 @@
 
 use crate::error::Failure;
 use protocol::{ExitStatus, RunSpec, Stdio};
+use rustix::io::Errno;
+use rustix::process::{Gid, Pid, Uid, WaitOptions};
+use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// The running command; its stdio ends are `None` when it uses init's own fds.
 pub struct Child {
-    pub pid: libc::pid_t,
+    pub pid: Pid,
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
@@ -68,6 +71,7 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
     // In a rootless container's user namespace setgroups(2) is denied outright; the
     // supplementary groups are then whatever the namespace shows.
     let may_setgroups = std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny");
+    let groups: Option<Vec<Gid>> = may_setgroups.then(|| id.groups.iter().map(|&g| Gid::from_raw(g)).collect());
 
     let pipes = match spec.stdio {
         Stdio::Relay => Some([pipe()?, pipe()?, pipe()?]),
@@ -77,35 +81,35 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
     if let Some([_, (_, out_w), (_, err_pw)]) = &pipes {
         for fd in [out_w, err_pw] {
             // Larger pipes mean fewer, larger frames to the host. Best effort.
-            // SAFETY: fcntl on an fd we own.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+            let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
         }
     }
-    // The child's ends: pipes, or init's own 0, 1, 2.
-    let child_stdio = match &pipes {
-        Some([(in_r, _), (_, out_w), (_, err_pw)]) => [in_r.as_raw_fd(), out_w.as_raw_fd(), err_pw.as_raw_fd()],
-        None => [0, 1, 2],
-    };
+    // The child's ends: pipes, or init's own 0, 1, 2 (then there is nothing to move).
+    let child_stdio =
+        pipes.as_ref().map(|[(in_r, _), (_, out_w), (_, err_pw)]| [in_r.as_fd(), out_w.as_fd(), err_pw.as_fd()]);
 
-    // SAFETY: init is single-threaded, so the child may run arbitrary code; it only
-    // makes system calls and leaves with execve or _exit.
+    // rustix forks only in its unstable runtime module.
+    // SAFETY: init is single-threaded (its boot tasks have been joined), so the child
+    // may run arbitrary code; it only makes system calls and leaves with execve or _exit.
     let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Failure::os("spawn", "fork"));
-    }
     if pid == 0 {
-        // SAFETY: in the child; every pointer refers to memory prepared above.
-        unsafe {
-            let groups = may_setgroups.then_some(id.groups.as_slice());
-            let (step, errno) =
-                child(child_stdio, id.uid, id.gid, groups, &security, &cwd, &candidates, &argv_ptrs, &env_ptrs);
-            let mut report = [0u8; 5];
-            report[0] = step as u8;
-            report[1..].copy_from_slice(&errno.to_ne_bytes());
-            libc::write(err_w.as_raw_fd(), report.as_ptr().cast(), report.len());
-            libc::_exit(127);
-        }
+        // SAFETY: argv_ptrs and env_ptrs are null-terminated arrays of pointers to the
+        // strings of argv and env, which live on in this process until it execs or exits.
+        let (step, errno) = unsafe {
+            child(child_stdio, id.uid, id.gid, groups.as_deref(), &security, &cwd, &candidates, &argv_ptrs, &env_ptrs)
+        };
+        let mut report = [0u8; 5];
+        report[0] = step as u8;
+        report[1..].copy_from_slice(&errno.to_ne_bytes());
+        let _ = rustix::io::write(&err_w, &report);
+        // SAFETY: _exit(2) ends this forked copy at once, running none of the exit
+        // handlers and destructors, which are the parent's.
+        unsafe { libc::_exit(127) };
     }
+    // Negative: fork failed (0 is the child, which never gets here).
+    let Some(pid) = Pid::from_raw(pid) else {
+        return Err(Failure::os("spawn", "fork"));
+    };
     drop(err_w);
     let ends = pipes.map(|[(in_r, in_w), (out_r, out_w), (er_r, er_w)]| {
         drop((in_r, out_w, er_w));
@@ -113,12 +117,9 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
     });
 
     let mut report = [0u8; 5];
-    // SAFETY: reading into a buffer we own, of its length.
-    let n = unsafe { libc::read(err_r.as_raw_fd(), report.as_mut_ptr().cast(), report.len()) };
-    if n == 5 {
-        let mut status = 0;
-        // SAFETY: waiting for our own child, which is exiting.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+    if rustix::io::read(&err_r, &mut report) == Ok(5) {
+        // Our own child, which is exiting.
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
         let errno = i32::from_ne_bytes([report[1], report[2], report[3], report[4]]);
         if report[0] != Step::Exec as u8 {
             let err = std::io::Error::from_raw_os_error(errno);
@@ -140,7 +141,8 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
 struct Security {
     drop_capabilities: bool,
     no_new_privs: bool,
-    last_cap: libc::c_ulong,
+    /// The highest capability number, at most 63 (a capability set has 64 bits).
+    last_cap: u32,
     filters: Vec<Vec<libc::sock_filter>>,
 }
 
@@ -165,18 +167,26 @@ impl Security {
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(63);
+            .map_or(63, |n: u32| n.min(63));
         Ok(Security { drop_capabilities: s.drop_capabilities, no_new_privs: s.no_new_privs, last_cap, filters })
     }
 }
 
 /// Runs in the forked child. Returns only on failure, with the errno to report.
+///
+/// Every call here is a system call on data prepared before fork (rustix's make no
+/// allocation); those rustix does not wrap are libc's.
+///
+/// # Safety
+///
+/// `argv` and `env` are null-terminated arrays of pointers to NUL-terminated strings
+/// that live until the process execs or exits.
 #[allow(clippy::too_many_arguments)]
 unsafe fn child(
-    stdio: [libc::c_int; 3],
+    stdio: Option<[BorrowedFd; 3]>,
     uid: u32,
     gid: u32,
-    groups: Option<&[u32]>,
+    groups: Option<&[Gid]>,
     security: &Security,
     cwd: &CString,
     candidates: &[CString],
@@ -184,93 +194,96 @@ unsafe fn child(
     env: &[*const libc::c_char],
 ) -> (Step, i32) {
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-    // SAFETY: plain system calls on valid fds and NUL-terminated data prepared before fork.
-    unsafe {
-        // Undo init's signal setup: an ignored SIGPIPE would survive execve.
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::setsid();
-        for (target, fd) in stdio.into_iter().enumerate() {
-            if fd != target as libc::c_int && libc::dup2(fd, target as libc::c_int) < 0 {
-                return (Step::Stdio, errno());
-            }
-        }
-        if security.drop_capabilities {
-            // The bounding set first, while CAP_SETPCAP is still held: with it empty, not
-            // even an exec as uid 0 can regain a capability.
-            for cap in 0..=security.last_cap {
-                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno() != libc::EINVAL {
-                    return (Step::Capabilities, errno());
-                }
-            }
-            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-        }
-        if groups.is_some_and(|g| libc::setgroups(g.len(), g.as_ptr()) != 0)
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-        {
-            return (Step::Identity, errno());
-        }
-        if security.drop_capabilities {
-            // Permitted, effective and inheritable: all empty (uid 0 would keep them).
-            let header = CapHeader { version: 0x2008_0522, pid: 0 };
-            let data = [CapData::default(); 2];
-            if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
-                return (Step::Capabilities, errno());
-            }
-        }
-        if security.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return (Step::Capabilities, errno());
-        }
-        // A cwd that does not exist in the sandbox falls back to /, as a login does.
-        if libc::chdir(cwd.as_ptr()) != 0 {
-            libc::chdir(c"/".as_ptr());
-        }
-        // Last: from here on the filter applies, and execve is all that is left to do.
-        for filter in &security.filters {
-            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
-            if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) != 0 {
-                return (Step::Seccomp, errno());
-            }
-        }
-        // execvp's rule: remember EACCES from any candidate, else report the last error.
-        let mut saw_eacces = false;
-        let mut last = libc::ENOENT;
-        for path in candidates {
-            libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
-            last = errno();
-            if last == libc::EACCES {
-                // A PATH directory we may not search hides nothing we could run: that is
-                // "not found", as shells say; only a file that exists is "cannot execute".
-                let mut st: libc::stat = std::mem::zeroed();
-                if libc::stat(path.as_ptr(), &mut st) != 0 {
-                    last = libc::ENOENT;
-                }
-            }
-            saw_eacces |= last == libc::EACCES;
-        }
-        if saw_eacces {
-            (Step::Exec, libc::EACCES)
-        } else {
-            (Step::Exec, last)
+    // Undo init's signal setup: an ignored SIGPIPE would survive execve.
+    // SAFETY: sigset_t is plain data; all zero bytes are the empty set on Linux.
+    let empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sets this (only) thread's mask from a set that outlives the call.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    // SAFETY: SIG_DFL installs no handler, so no code of ours runs on a SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let _ = rustix::process::setsid();
+    if let Some([stdin, stdout, stderr]) = stdio {
+        // Each leaves an fd that already is the target alone.
+        let moved = rustix::stdio::dup2_stdin(stdin)
+            .and_then(|()| rustix::stdio::dup2_stdout(stdout))
+            .and_then(|()| rustix::stdio::dup2_stderr(stderr));
+        if let Err(e) = moved {
+            return (Step::Stdio, e.raw_os_error());
         }
     }
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+    if security.drop_capabilities {
+        // The bounding set first, while CAP_SETPCAP is still held: with it empty, not
+        // even an exec as uid 0 can regain a capability. Numbers this kernel does not
+        // know give EINVAL.
+        for cap in 0..=security.last_cap {
+            match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap)) {
+                Ok(()) | Err(Errno::INVAL) => {}
+                Err(e) => return (Step::Capabilities, e.raw_os_error()),
+            }
+        }
+        let _ = rustix::thread::clear_ambient_capability_set();
+    }
+    // The thread calls are the process's here: the child has a single thread.
+    let identity = groups
+        .map_or(Ok(()), rustix::thread::set_thread_groups)
+        .and_then(|()| rustix::thread::set_thread_gid(Gid::from_raw(gid)))
+        .and_then(|()| rustix::thread::set_thread_uid(Uid::from_raw(uid)));
+    if let Err(e) = identity {
+        return (Step::Identity, e.raw_os_error());
+    }
+    if security.drop_capabilities {
+        // Permitted, effective and inheritable: all empty (uid 0 would keep them).
+        let none = CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        };
+        if let Err(e) = rustix::thread::set_capabilities(None, none) {
+            return (Step::Capabilities, e.raw_os_error());
+        }
+    }
+    if security.no_new_privs {
+        if let Err(e) = rustix::thread::set_no_new_privs(true) {
+            return (Step::Capabilities, e.raw_os_error());
+        }
+    }
+    // A cwd that does not exist in the sandbox falls back to /, as a login does.
+    if rustix::process::chdir(cwd.as_c_str()).is_err() {
+        let _ = rustix::process::chdir(c"/");
+    }
+    // Last: from here on the filter applies, and execve is all that is left to do.
+    // rustix installs no filter.
+    for filter in &security.filters {
+        let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+        // SAFETY: prog describes `len` instructions in `filter`, which outlives the
+        // call; the kernel copies the program.
+        if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) }
+            != 0
+        {
+            return (Step::Seccomp, errno());
+        }
+    }
+    // execvp's rule: remember EACCES from any candidate, else report the last error.
+    let mut saw_eacces = false;
+    let mut last = libc::ENOENT;
+    for path in candidates {
+        // rustix execs only in its unstable runtime module.
+        // SAFETY: path is NUL-terminated, and argv and env are what this function's
+        // contract says; execve returns only on failure.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr()) };
+        last = errno();
+        // A PATH directory we may not search hides nothing we could run: that is
+        // "not found", as shells say; only a file that exists is "cannot execute".
+        if last == libc::EACCES && rustix::fs::stat(path.as_c_str()).is_err() {
+            last = libc::ENOENT;
+        }
+        saw_eacces |= last == libc::EACCES;
+    }
+    if saw_eacces {
+        (Step::Exec, libc::EACCES)
+    } else {
+        (Step::Exec, last)
+    }
 }
 
 /// The paths to try: argv[0] itself if it has a slash, else each PATH entry joined to it.
@@ -287,13 +300,7 @@ fn candidates(arg0: &[u8], path: &[u8]) -> Result<Vec<CString>, Failure> {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Failure::os("spawn", "pipe"));
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Failure::sys("spawn", "pipe", e))
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, Failure> {

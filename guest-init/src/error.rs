@@ -19,6 +19,11 @@ impl Failure {
         Failure::new(stage, format!("{what}: {}", io::Error::last_os_error()))
     }
 
+    /// A system call made through rustix, which returns its errno instead of setting it.
+    pub fn sys(stage: &'static str, what: impl fmt::Display, err: rustix::io::Errno) -> Self {
+        Failure::new(stage, format!("{what}: {}", io::Error::from(err)))
+    }
+
     pub fn protocol(message: String) -> Self {
         Failure::new("protocol", message)
     }

@@ -1,21 +1,21 @@
 //! The end of every boot: flush and power off.
 
+use rustix::process::WaitOptions;
+use rustix::system::RebootCommand;
+
 pub fn sync() {
-    // SAFETY: sync(2) has no arguments and cannot fail.
-    unsafe { libc::sync() };
+    rustix::fs::sync();
 }
 
 /// Kills every process but init and reaps them.
 pub fn kill_all() {
-    // SAFETY: kill(-1) signals every process we may signal except ourselves; waitpid
-    // with WNOHANG only reaps.
-    unsafe {
-        libc::kill(-1, libc::SIGKILL);
-        let mut st = 0;
-        for _ in 0..1000 {
-            if libc::waitpid(-1, &mut st, 0) <= 0 {
-                break;
-            }
+    // rustix signals one process or group, never "every process" (pid -1).
+    // SAFETY: kill(2) reads no memory; -1 signals every process we may signal except
+    // ourselves.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    for _ in 0..1000 {
+        if !matches!(rustix::process::wait(WaitOptions::empty()), Ok(Some(_))) {
+            break;
         }
     }
 }
@@ -28,11 +28,10 @@ pub fn off(sandbox: crate::Sandbox) -> ! {
     }
     sync();
     if std::process::id() == 1 {
-        // SAFETY: reboot(2) with a valid command; on success it does not return.
-        unsafe { libc::reboot(libc::RB_POWER_OFF) };
+        // On success this does not return.
+        let _ = rustix::system::reboot(RebootCommand::PowerOff);
         // No ACPI power-off: a reboot ends QEMU too, since it runs with -no-reboot.
-        // SAFETY: as above.
-        unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+        let _ = rustix::system::reboot(RebootCommand::Restart);
     }
     std::process::exit(1)
 }

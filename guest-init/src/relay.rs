@@ -5,18 +5,24 @@
 //! while any wait the channel is not read, so a host that sends faster than the command
 //! reads is slowed by the channel instead of growing this buffer.
 
+use crate::channel::{Channel, HEADROOM};
 use crate::command::Child;
 use crate::error::Failure;
 use protocol::{ExitStatus, HostMsg, MAX_CHUNK};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-
-use crate::channel::{Channel, HEADROOM};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
-    let sigchld = SigchldFd::new()?;
+    let sigchld = sigchld_fd()?;
+    // SAFETY: the channel keeps its fd open for as long as it lives, and it outlives
+    // this function, which only polls the fd.
+    let chan_fd = unsafe { BorrowedFd::borrow_raw(chan.fd()) };
     let Child { pid, stdin, stdout, stderr } = child;
     if let Some(fd) = &stdin {
-        set_nonblocking(fd.as_raw_fd())?;
+        set_nonblocking(fd)?;
     }
     let mut stdin = stdin;
     let mut stdin_eof = false;
@@ -42,39 +48,41 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
             // The command is gone: whatever it wrote is already in the pipes.
             for (i, out) in outputs.iter_mut().enumerate() {
                 if let Some(fd) = out.take() {
-                    set_nonblocking(fd.as_raw_fd())?;
-                    while forward_fd(chan, fd.as_raw_fd(), i, &mut buf)? {}
+                    set_nonblocking(&fd)?;
+                    while forward_fd(chan, &fd, i, &mut buf)? {}
                 }
             }
             return Ok(st);
         }
 
-        let mut fds = vec![pollfd(sigchld.fd, libc::POLLIN)];
-        let chan_idx = (chan_open && pending.is_empty()).then(|| push(&mut fds, chan.fd(), libc::POLLIN));
+        let mut fds = vec![PollFd::new(&sigchld, PollFlags::IN)];
+        let chan_idx = (chan_open && pending.is_empty()).then(|| push(&mut fds, chan_fd, PollFlags::IN));
         let stdin_idx = match (&stdin, pending.is_empty()) {
-            (Some(fd), false) => Some(push(&mut fds, fd.as_raw_fd(), libc::POLLOUT)),
+            (Some(fd), false) => Some(push(&mut fds, fd.as_fd(), PollFlags::OUT)),
             _ => None,
         };
         let out_idx: Vec<(usize, usize)> = outputs
             .iter()
             .enumerate()
-            .filter_map(|(i, o)| o.as_ref().map(|fd| (i, push(&mut fds, fd.as_raw_fd(), libc::POLLIN))))
+            .filter_map(|(i, o)| o.as_ref().map(|fd| (i, push(&mut fds, fd.as_fd(), PollFlags::IN))))
             .collect();
 
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(Failure::os("relay", "poll"));
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(Failure::sys("relay", "poll", e)),
         }
-        let ready = |idx: usize| fds[idx].revents != 0;
+        // At most five fds: SIGCHLD, the channel, stdin, stdout and stderr.
+        let mut revents = [false; 5];
+        for (r, fd) in revents.iter_mut().zip(&fds) {
+            *r = !fd.revents().is_empty();
+        }
+        drop(fds);
+        let ready = |idx: usize| revents[idx];
 
         for &(i, idx) in &out_idx {
             if ready(idx) {
-                let fd = outputs[i].as_ref().map(|f| f.as_raw_fd());
-                if let Some(fd) = fd {
+                if let Some(fd) = &outputs[i] {
                     if !forward_fd(chan, fd, i, &mut buf)? {
                         outputs[i] = None;
                     }
@@ -96,12 +104,11 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
             if ready(idx) && !chan.fill()? {
                 // The host went away; the run cannot be reported, so stop it.
                 chan_open = false;
-                // SAFETY: kill(2) on our child's process group.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
             }
         }
         if ready(0) {
-            sigchld.drain();
+            drain(&sigchld);
             if let Some(st) = reap(pid) {
                 status = Some(st);
             }
@@ -112,19 +119,21 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
     }
 }
 
-fn handle(msg: HostMsg, pid: libc::pid_t, pending: &mut Vec<u8>, eof: &mut bool) -> Result<(), Failure> {
+fn handle(msg: HostMsg, pid: Pid, pending: &mut Vec<u8>, eof: &mut bool) -> Result<(), Failure> {
     match msg {
         HostMsg::Stdin(data) => pending.extend_from_slice(&data),
         HostMsg::StdinEof => *eof = true,
         HostMsg::Signal(sig) => {
             // To the command's whole process group (it leads its own session), as a
             // terminal does: a shell waiting for a child only dies once the child has.
-            // SAFETY: kill(2) on our child's group, then on the child alone if the group
-            // is already gone; a bad signal number just fails with EINVAL.
-            unsafe {
-                if libc::kill(-pid, sig) != 0 {
-                    libc::kill(pid, sig);
-                }
+            // The number is the host's, unchecked: libc's kill(2) takes any int and
+            // fails with EINVAL on a bad one, where rustix's Signal may only be built
+            // from a valid number that libc does not reserve.
+            let pid = pid.as_raw_pid();
+            // SAFETY: kill(2) reads no memory; the target is our child's group.
+            if unsafe { libc::kill(-pid, sig) } != 0 {
+                // SAFETY: as above, for the child alone, its group being already gone.
+                unsafe { libc::kill(pid, sig) };
             }
         }
         HostMsg::WindowSize { .. } => {}
@@ -136,104 +145,77 @@ fn handle(msg: HostMsg, pid: libc::pid_t, pending: &mut Vec<u8>, eof: &mut bool)
 
 /// Reaps every exited child (PID 1 inherits orphans); returns the command's status once
 /// it has exited.
-fn reap(pid: libc::pid_t) -> Option<ExitStatus> {
+fn reap(pid: Pid) -> Option<ExitStatus> {
     let mut result = None;
-    loop {
-        let mut st = 0;
-        // SAFETY: waitpid with a valid out pointer.
-        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-        if r <= 0 {
-            return result;
-        }
+    while let Ok(Some((r, st))) = rustix::process::wait(WaitOptions::NOHANG) {
         if r == pid {
-            result = Some(if libc::WIFSIGNALED(st) {
-                ExitStatus::Signal(libc::WTERMSIG(st))
-            } else {
-                ExitStatus::Code(libc::WEXITSTATUS(st))
+            result = Some(match st.terminating_signal() {
+                Some(sig) => ExitStatus::Signal(sig),
+                // Without WUNTRACED a child that did not die by a signal exited.
+                None => ExitStatus::Code(st.exit_status().unwrap_or(0)),
             });
         }
     }
+    result
 }
 
 /// Reads once from output `i` (0 stdout, 1 stderr) and sends it; false at EOF.
-fn forward_fd(chan: &mut Channel, fd: RawFd, i: usize, buf: &mut [u8]) -> Result<bool, Failure> {
-    let room = &mut buf[HEADROOM..];
-    // SAFETY: reading into a buffer we own, of its length.
-    let n = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
-    if n < 0 {
-        let err = std::io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EINTR) => Ok(true),
-            Some(libc::EAGAIN) => Ok(false),
-            _ => Err(Failure::new("relay", format!("reading the command's output: {err}"))),
-        };
-    }
-    if n == 0 {
-        return Ok(false);
-    }
-    chan.send_output(i == 1, buf, n as usize)?;
+fn forward_fd(chan: &mut Channel, fd: &OwnedFd, i: usize, buf: &mut [u8]) -> Result<bool, Failure> {
+    let n = match rustix::io::read(fd, &mut buf[HEADROOM..]) {
+        Ok(0) | Err(Errno::AGAIN) => return Ok(false),
+        Ok(n) => n,
+        Err(Errno::INTR) => return Ok(true),
+        Err(e) => return Err(Failure::sys("relay", "reading the command's output", e)),
+    };
+    chan.send_output(i == 1, buf, n)?;
     Ok(true)
 }
 
 /// Writes what the pipe takes without blocking; false when the reader is gone.
 fn write_some(fd: &OwnedFd, pending: &mut Vec<u8>) -> bool {
-    // SAFETY: writing from a buffer we own, of its length.
-    let n = unsafe { libc::write(fd.as_raw_fd(), pending.as_ptr().cast(), pending.len()) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error().raw_os_error();
-        return matches!(e, Some(libc::EAGAIN) | Some(libc::EINTR));
+    match rustix::io::write(fd, pending) {
+        Ok(n) => {
+            pending.drain(..n);
+            true
+        }
+        Err(e) => e == Errno::AGAIN || e == Errno::INTR,
     }
-    pending.drain(..n as usize);
-    true
 }
 
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd { fd, events, revents: 0 }
-}
-
-fn push(fds: &mut Vec<libc::pollfd>, fd: RawFd, events: libc::c_short) -> usize {
-    fds.push(pollfd(fd, events));
+fn push<'a>(fds: &mut Vec<PollFd<'a>>, fd: BorrowedFd<'a>, events: PollFlags) -> usize {
+    fds.push(PollFd::from_borrowed_fd(fd, events));
     fds.len() - 1
 }
 
-fn set_nonblocking(fd: RawFd) -> Result<(), Failure> {
-    // SAFETY: fcntl on an open fd.
-    let ok = unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) == 0
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure::os("relay", "fcntl O_NONBLOCK"))
-    }
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), Failure> {
+    rustix::fs::fcntl_getfl(fd)
+        .and_then(|fl| rustix::fs::fcntl_setfl(fd, fl | OFlags::NONBLOCK))
+        .map_err(|e| Failure::sys("relay", "fcntl O_NONBLOCK", e))
 }
 
 /// SIGCHLD as a pollable fd: blocked for normal delivery, read through a signalfd.
-struct SigchldFd {
-    fd: RawFd,
+/// rustix has no signalfd, so these calls are libc's.
+fn sigchld_fd() -> Result<OwnedFd, Failure> {
+    // SAFETY: sigset_t is plain data; all zero bytes are the empty set on Linux (what
+    // sigemptyset writes in glibc and musl alike).
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaddset writes only into the set it is given, which outlives the call.
+    unsafe { libc::sigaddset(&mut set, libc::SIGCHLD) };
+    // SAFETY: blocks SIGCHLD for this thread, init's only one by now (its boot tasks
+    // have been joined); the set outlives the call and no old mask is asked for. The
+    // command's child unblocks it again before execve.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: signalfd(2) with -1 creates a new fd; it only reads the set.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(Failure::os("relay", "signalfd"));
+    }
+    // SAFETY: signalfd just created this fd, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-impl SigchldFd {
-    fn new() -> Result<Self, Failure> {
-        // SAFETY: building a signal set and blocking it for this (only) thread; the
-        // child unblocks it again before execve.
-        let fd = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGCHLD);
-            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
-        };
-        if fd < 0 {
-            return Err(Failure::os("relay", "signalfd"));
-        }
-        Ok(SigchldFd { fd })
-    }
-
-    fn drain(&self) {
-        let mut info = [0u8; 128];
-        // SAFETY: reading siginfo records into a buffer we own; nonblocking.
-        while unsafe { libc::read(self.fd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
-    }
+/// Reads the pending siginfo records, so that the signalfd polls idle again.
+fn drain(sigchld: &OwnedFd) {
+    let mut info = [0u8; 128];
+    while rustix::io::read(sigchld, &mut info).is_ok_and(|n| n > 0) {}
 }

@@ -10,9 +10,7 @@ impl Timings {
     }
 
     pub fn mark(&mut self, phase: &str) {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into a timespec we own.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         self.0.push((phase.to_string(), ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64));
     }
 

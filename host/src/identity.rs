@@ -86,16 +86,7 @@ fn getent(args: &[&str]) -> Option<String> {
 
 /// The calling process's supplementary groups.
 pub fn current_groups() -> Vec<u32> {
-    // SAFETY: getgroups(0, NULL) returns the count.
-    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    let mut groups = vec![0; n as usize];
-    // SAFETY: groups has room for n entries.
-    let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
-    groups.truncate(n.max(0) as usize);
-    groups
+    rustix::process::getgroups().map(|g| g.into_iter().map(|g| g.as_raw()).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Helper processes (QEMU, virtiofsd) that must not outlive the launcher.
 
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -9,54 +10,53 @@ use std::process::Command;
 /// PR_SET_PDEATHSIG fires when the thread that forked exits, so children are only ever
 /// spawned from the main thread, which lives as long as the launcher.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure only calls prctl, getppid, setsid and _exit, which are
-    // async-signal-safe, as pre_exec requires.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The launcher may already have died between fork and prctl.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            // Out of the terminal's process group: a Ctrl-C is the launcher's to forward
-            // to the command, not a signal that kills QEMU under it.
-            libc::setsid();
-            Ok(())
-        })
-    }
+    let parent = Pid::from_raw(std::process::id() as i32);
+    let hook = move || -> io::Result<()> {
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+        // The launcher may already have died between fork and prctl.
+        if rustix::process::getppid() != parent {
+            // SAFETY: _exit(2) ends the forked child at once, running none of the
+            // launcher's exit handlers (rustix has no stable _exit).
+            unsafe { libc::_exit(1) };
+        }
+        // Out of the terminal's process group: a Ctrl-C is the launcher's to forward
+        // to the command, not a signal that kills QEMU under it.
+        let _ = rustix::process::setsid();
+        Ok(())
+    };
+    // SAFETY: the hook makes only system calls (prctl, getppid, setsid, _exit: rustix's
+    // are raw system calls), which are async-signal-safe, and allocates nothing, as
+    // pre_exec requires.
+    unsafe { cmd.pre_exec(hook) }
 }
 
 /// Sends SIGKILL to `pid`, ignoring a process that is already gone.
 pub fn kill(pid: u32) {
-    // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
 }
 
 /// Blocks until `pid` has exited, without reaping it (so its pid stays ours and a later
 /// kill cannot hit a stranger). Returns how it ended, in words ("exited with status 1",
 /// "was killed by SIGKILL"), when the kernel says.
 pub fn wait_exit_noreap(pid: u32) -> Option<String> {
+    let pid = Pid::from_raw(pid as i32)?;
     loop {
-        // SAFETY: siginfo_t is plain data; waitid writes into it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid on our own child with a valid out pointer.
-        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if r == 0 {
-            // SAFETY: waitid filled a SIGCHLD siginfo, whose status field is valid.
-            let status = unsafe { info.si_status() };
-            return Some(match info.si_code {
-                libc::CLD_EXITED => format!("exited with status {status}"),
-                _ => match signal_hook::low_level::signal_name(status) {
+        match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+            Ok(Some(st)) => {
+                if let Some(code) = st.exit_status() {
+                    return Some(format!("exited with status {code}"));
+                }
+                // Killed, or dumped core: WEXITED reports nothing else.
+                let sig = st.terminating_signal().unwrap_or_default();
+                return Some(match signal_hook::low_level::signal_name(sig) {
                     Some(name) => format!("was killed by {name}"),
-                    None => format!("was killed by signal {status}"),
-                },
-            });
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return None;
+                    None => format!("was killed by signal {sig}"),
+                });
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return None,
         }
     }
 }

@@ -34,9 +34,7 @@ pub struct Phase {
 
 impl Timeline {
     pub fn new(start: Instant) -> Self {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into a timespec we own.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
         let start_boottime_ns = now_ns.saturating_sub(start.elapsed().as_nanos() as u64);
         Timeline {

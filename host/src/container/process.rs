@@ -4,8 +4,11 @@
 //! Nothing is written into the host tree. Every privileged step is commented here.
 
 use super::cgroup::Cgroup;
+use rustix::io::{Errno, FdFlags};
+use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// How ids inside map to ids outside, when the container has a user namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +53,11 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     let env = [CString::new(format!("VIRT_SANDBOX_CONTROL_FD={CONTROL_FD}")).map_err(|e| e.to_string())?];
     let argv = [argv0.as_ptr(), std::ptr::null()];
     let envp = [env[0].as_ptr(), std::ptr::null()];
-    let last_cap: u64 =
-        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    // At most 63: a capability set has 64 bits.
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map_or(40, |n: u32| n.min(63));
 
     // Mount, pid, ipc, uts and network namespaces (network: only a loopback, down, so
     // the host's network is unreachable), plus a user namespace when asked. The cgroup
@@ -61,6 +67,7 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     if l.idmap.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
+    // rustix has no clone(2), the fork that takes namespace flags.
     // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork: the
     // child gets a copy of this (single-threaded) process.
     let pid = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0) };
@@ -68,29 +75,23 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
         return Err(format!("creating the container's namespaces: {}", std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        // SAFETY: in the child; only system calls on fds and buffers prepared above.
-        unsafe {
-            let errno = child(
-                &sync_r,
-                l.control.as_raw_fd(),
-                Exe { fd: l.init.as_raw_fd(), size: init_size, path: &init_path, id: init_id },
-                &argv,
-                &envp,
-                l.idmap.as_ref().is_some_and(|m| m.ambient_caps),
-                last_cap,
-            );
-            let b = errno.to_ne_bytes();
-            libc::write(err_w.as_raw_fd(), b.as_ptr().cast(), 4);
-            libc::_exit(127);
-        }
+        let exe = Exe { fd: l.init.as_fd(), size: init_size, path: &init_path, id: init_id };
+        let ambient = l.idmap.as_ref().is_some_and(|m| m.ambient_caps);
+        // SAFETY: argv and envp are null-terminated arrays of pointers to the strings
+        // argv0 and env, which live on in this process until it execs or exits.
+        let errno = unsafe { child(&sync_r, l.control.as_fd(), exe, &argv, &envp, ambient, last_cap) };
+        let _ = rustix::io::write(&err_w, &errno.to_ne_bytes());
+        // SAFETY: _exit(2) ends this copy at once, running none of the exit handlers and
+        // destructors, which are the launcher's.
+        unsafe { libc::_exit(127) };
     }
     let pid = pid as u32;
     drop((sync_r, err_w));
     let fail = |msg: String| {
-        // SAFETY: kill and reap our own child.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
-            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        // Kill and reap our own child.
+        if let Some(child) = Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(child, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
         }
         Err(msg)
     };
@@ -114,13 +115,11 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
             return fail(e);
         }
     }
-    // SAFETY: writing one byte from a buffer we own.
-    unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    let _ = rustix::io::write(&sync_w, b"g");
     drop(sync_w);
     let mut errno = [0u8; 4];
-    // SAFETY: reading into a buffer we own; EOF (0) means the exec happened.
-    let n = unsafe { libc::read(err_r.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
-    if n == 4 {
+    // EOF (0) means the exec happened.
+    if rustix::io::read(&err_r, &mut errno) == Ok(4) {
         return fail(format!(
             "starting the container's init: {}",
             std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))
@@ -132,7 +131,7 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
 /// The init binary as the child finds it.
 struct Exe<'a> {
     /// Open, and `size` bytes long.
-    fd: RawFd,
+    fd: BorrowedFd<'a>,
     size: usize,
     path: &'a CString,
     /// Device and inode of `fd`.
@@ -140,72 +139,105 @@ struct Exe<'a> {
 }
 
 /// The child between clone and exec. Returns only on failure, with the errno.
+///
+/// Only system calls, on fds and buffers prepared before clone: rustix's are raw
+/// system calls that allocate nothing; those it does not wrap are libc's.
+///
+/// # Safety
+///
+/// `argv` and `envp` are null-terminated arrays of pointers to NUL-terminated strings
+/// that live until the process execs or exits.
 unsafe fn child(
     sync: &OwnedFd,
-    control: RawFd,
+    control: BorrowedFd,
     exe: Exe,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     ambient: bool,
-    last_cap: u64,
+    last_cap: u32,
 ) -> i32 {
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-    // SAFETY: plain system calls on valid fds and prepared buffers.
-    unsafe {
-        // Die with the launcher. getppid() is 0 in a new pid namespace, so the race with
-        // the launcher dying first is covered by the sync read below failing instead.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        let mut go = [0u8; 1];
-        if libc::read(sync.as_raw_fd(), go.as_mut_ptr().cast(), 1) != 1 {
-            libc::_exit(1);
+    // Die with the launcher. getppid() is 0 in a new pid namespace, so the race with
+    // the launcher dying first is covered by the sync read below failing instead.
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    let mut go = [0u8; 1];
+    if rustix::io::read(sync, &mut go) != Ok(1) {
+        // SAFETY: _exit(2) ends this copy at once, running none of the launcher's exit
+        // handlers and destructors.
+        unsafe { libc::_exit(1) };
+    }
+    // The init binary's fd may be the number the control socket goes to below.
+    let moved = if exe.fd.as_raw_fd() == CONTROL_FD {
+        match rustix::io::fcntl_dupfd_cloexec(exe.fd, CONTROL_FD + 1) {
+            Ok(fd) => Some(fd),
+            Err(e) => return e.raw_os_error(),
         }
-        // The init binary's fd may be the number the control socket goes to below.
-        let mut exe = exe;
-        if exe.fd == CONTROL_FD {
-            exe.fd = libc::fcntl(exe.fd, libc::F_DUPFD_CLOEXEC, CONTROL_FD + 1);
-            if exe.fd < 0 {
-                return errno();
-            }
+    } else {
+        None
+    };
+    let exe = Exe { fd: moved.as_ref().map_or(exe.fd, |fd| fd.as_fd()), ..exe };
+    // Out of the terminal's process group: a Ctrl-C is the launcher's to forward,
+    // and a terminal's signal would kill even a namespace's init.
+    let _ = rustix::process::setsid();
+    // SAFETY: rustix's contract is about unsharing the fd table (FILES), which leaves
+    // other threads' fds unusable; this unshares the cgroup namespace alone, in a
+    // process of one thread.
+    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) } {
+        return e.raw_os_error();
+    }
+    if ambient {
+        // Full capabilities in the new user namespace, but a non-zero uid loses them
+        // at execve unless they are ambient: make them inheritable, then ambient.
+        let all = CapabilitySet::from_bits_retain(u64::MAX);
+        if let Err(e) =
+            rustix::thread::set_capabilities(None, CapabilitySets { effective: all, permitted: all, inheritable: all })
+        {
+            return e.raw_os_error();
         }
-        // Out of the terminal's process group: a Ctrl-C is the launcher's to forward,
-        // and a terminal's signal would kill even a namespace's init.
-        libc::setsid();
-        if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+        for cap in 0..=last_cap {
+            let _ =
+                rustix::thread::configure_capability_in_ambient_set(CapabilitySet::from_bits_retain(1 << cap), true);
+        }
+    }
+    // The control socket at a known number, without close-on-exec.
+    if control.as_raw_fd() == CONTROL_FD {
+        let _ = rustix::io::fcntl_setfd(control, FdFlags::empty());
+    } else {
+        // rustix's dup2 replaces only an fd it owns, and CONTROL_FD may not be open.
+        // SAFETY: dup2(2) reads no memory. The fd it replaces is none this child still
+        // uses: the init binary's was moved off it above, and this spawn's pipes were
+        // made after the init binary was open, so a pipe could only be at 3 had an
+        // older fd 3 been closed in between, which nothing does.
+        if unsafe { libc::dup2(control.as_raw_fd(), CONTROL_FD) } < 0 {
             return errno();
         }
-        if ambient {
-            // Full capabilities in the new user namespace, but a non-zero uid loses them
-            // at execve unless they are ambient: make them inheritable, then ambient.
-            let header = [0x2008_0522u32, 0];
-            let data = [u32::MAX; 6];
-            if libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) != 0 {
-                return errno();
-            }
-            for cap in 0..=last_cap {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0);
-            }
-        }
-        // The control socket at a known number, without close-on-exec.
-        if control == CONTROL_FD {
-            libc::fcntl(control, libc::F_SETFD, 0);
-        } else if libc::dup2(control, CONTROL_FD) < 0 {
-            return errno();
-        }
-        let exec = |fd: RawFd| {
-            libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH)
+    }
+    let exec = |fd: BorrowedFd| {
+        // rustix's execveat is in its unstable runtime module.
+        // SAFETY: "" with AT_EMPTY_PATH names fd itself, and argv and envp are what this
+        // function's contract says; execveat returns only on failure.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
         };
-        if let Some(fd) = read_only_clone(&exe) {
-            exec(fd.as_raw_fd());
+    };
+    if let Some(fd) = read_only_clone(&exe) {
+        exec(fd.as_fd());
+    }
+    // No detached mount here (a kernel before 5.12, a filter that refuses the new
+    // mount calls, a noexec mount): a sealed copy in memory, at the cost of the copy.
+    match sealed_memfd(exe.fd, exe.size) {
+        Ok(fd) => {
+            exec(fd.as_fd());
+            errno()
         }
-        // No detached mount here (a kernel before 5.12, a filter that refuses the new
-        // mount calls, a noexec mount): a sealed copy in memory, at the cost of the copy.
-        match sealed_memfd(exe.fd, exe.size) {
-            Ok(fd) => {
-                exec(fd.as_raw_fd());
-                errno()
-            }
-            Err(_) => errno(),
-        }
+        Err(e) => e.raw_os_error(),
     }
 }
 
@@ -218,62 +250,43 @@ unsafe fn child(
 /// The path is looked up again because open_tree(2) clones only mounts of the caller's
 /// mount namespace, and the fd was opened in the host's; the inode check makes sure it
 /// is still the file that was checked to be a static ELF.
-unsafe fn read_only_clone(exe: &Exe) -> Option<OwnedFd> {
-    // SAFETY: open_tree/mount_setattr/fstat with a valid path, struct and sizes; the
-    // new fd is owned at once.
-    unsafe {
-        let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-        let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, exe.path.as_ptr(), flags);
-        if fd < 0 {
-            return None;
-        }
-        let fd = OwnedFd::from_raw_fd(fd as RawFd);
-        let attr = libc::mount_attr { attr_set: libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-        let size = std::mem::size_of::<libc::mount_attr>();
-        if libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr, size) != 0 {
-            return None;
-        }
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd.as_raw_fd(), &mut st) != 0 || (st.st_dev, st.st_ino) != exe.id {
-            return None;
-        }
-        Some(fd)
+fn read_only_clone(exe: &Exe) -> Option<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    let fd = rustix::mount::open_tree(rustix::fs::CWD, exe.path.as_c_str(), flags).ok()?;
+    let attr = libc::mount_attr { attr_set: libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let size = std::mem::size_of::<libc::mount_attr>();
+    // rustix has no mount_setattr.
+    // SAFETY: "" with AT_EMPTY_PATH names the detached mount fd itself; attr is a
+    // mount_attr of `size` bytes that outlives the call, which only reads it.
+    let set = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr, size)
+    };
+    if set != 0 {
+        return None;
     }
+    let st = rustix::fs::fstat(&fd).ok()?;
+    ((st.st_dev, st.st_ino) == exe.id).then_some(fd)
 }
 
 /// The init binary in an anonymous, sealed file: executable from any mount namespace,
 /// unchangeable once sealed. Copied by the kernel (sendfile): reading it through user
 /// memory cost ~0.6 ms of page faults a start here.
-fn sealed_memfd(init: RawFd, size: usize) -> Result<OwnedFd, String> {
-    // SAFETY: memfd_create with a valid name; the fd is owned below.
-    let fd = unsafe { libc::memfd_create(c"virt-sandbox-init".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd was just created and is ours.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut offset: libc::off_t = 0;
+fn sealed_memfd(init: BorrowedFd, size: usize) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(c"virt-sandbox-init", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let mut offset = 0u64;
     while (offset as usize) < size {
-        // SAFETY: sendfile between two open fds, with an offset we own.
-        let n = unsafe { libc::sendfile(fd.as_raw_fd(), init, &mut offset, size - offset as usize) };
-        if n <= 0 {
-            return Err(format!("copying the init binary into a memfd: {}", std::io::Error::last_os_error()));
+        let left = size - offset as usize;
+        // Zero: the binary is shorter than it was when checked.
+        if rustix::fs::sendfile(&fd, init, Some(&mut offset), left)? == 0 {
+            return Err(Errno::IO);
         }
     }
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl on our fd.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(format!("sealing the init memfd: {}", std::io::Error::last_os_error()));
-    }
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE)?;
     Ok(fd)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: both fds were just created and are ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", std::io::Error::from(e)))
 }

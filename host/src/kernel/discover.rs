@@ -260,17 +260,9 @@ fn runs(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// The running kernel's release (`uname -r`), or an empty string in the impossible
-/// case that `uname` fails, which makes discovery skip the running-kernel steps.
+/// The running kernel's release (`uname -r`).
 pub fn running_release() -> String {
-    // SAFETY: `utsname` is arrays of C chars, for which all zero bytes are valid.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uname` writes only into the struct it is given, which outlives the call.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return String::new();
-    }
-    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    rustix::system::uname().release().to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
