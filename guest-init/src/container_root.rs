@@ -35,18 +35,10 @@ pub fn prepare() -> Result<(), Failure> {
     mount("tmpfs", "/tmp", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0700")?;
     mkdir(&format!("/tmp{NEW_ROOT}"))?;
     mkdir(&format!("/tmp{HOST}"))?;
-    let (scaffold, old) = (cstr("/tmp")?, cstr("oldroot")?);
-    // SAFETY: chdir/pivot_root with valid NUL-terminated paths.
-    unsafe {
-        if libc::chdir(scaffold.as_ptr()) != 0 || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), old.as_ptr()) != 0
-        {
-            return Err(Failure::os("pivot root", "into the scaffold"));
-        }
-        if libc::chdir(c"/".as_ptr()) != 0 {
-            return Err(Failure::os("pivot root", "chdir /"));
-        }
-    }
-    Ok(())
+    use rustix::process::{chdir, pivot_root};
+    chdir("/tmp").map_err(|e| Failure::sys("pivot root", "chdir into the scaffold", e))?;
+    pivot_root(".", "oldroot").map_err(|e| Failure::sys("pivot root", "into the scaffold", e))?;
+    chdir("/").map_err(|e| Failure::sys("pivot root", "chdir /", e))
 }
 
 pub fn host_root(target: &str) -> Result<(), Failure> {
@@ -54,9 +46,8 @@ pub fn host_root(target: &str) -> Result<(), Failure> {
     for api in ["/proc", "/sys", "/dev"] {
         // Detach the host's API filesystems (and everything under them): a fresh,
         // namespaced instance goes in their place, and nothing must remain underneath.
-        let t = cstr(&format!("{target}{api}"))?;
-        // SAFETY: umount2 with a NUL-terminated path; EINVAL (not a mountpoint) is fine.
-        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        // EINVAL (not a mountpoint) is fine.
+        let _ = rustix::mount::unmount(format!("{target}{api}").as_str(), rustix::mount::UnmountFlags::DETACH);
     }
     set_attr(target, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV)
 }
@@ -127,22 +118,10 @@ pub fn minimal_dev(target: &str) -> Result<(), Failure> {
 /// pivot_root(".", ".") stacks the old root (the scaffold, with the host's tree under
 /// it) on the new one; detaching it leaves only the new root reachable.
 pub fn pivot() -> Result<(), Failure> {
-    let root = cstr(NEW_ROOT)?;
-    let dot = cstr(".")?;
-    // SAFETY: chdir/pivot_root/umount2 with valid NUL-terminated paths.
-    unsafe {
-        if libc::chdir(root.as_ptr()) != 0 {
-            return Err(Failure::os("pivot root", "chdir"));
-        }
-        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
-            return Err(Failure::os("pivot root", "pivot_root"));
-        }
-        if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(Failure::os("pivot root", "detaching the old root"));
-        }
-        if libc::chdir(c"/".as_ptr()) != 0 {
-            return Err(Failure::os("pivot root", "chdir /"));
-        }
-    }
-    Ok(())
+    use rustix::mount::{unmount, UnmountFlags};
+    use rustix::process::{chdir, pivot_root};
+    chdir(NEW_ROOT).map_err(|e| Failure::sys("pivot root", "chdir", e))?;
+    pivot_root(".", ".").map_err(|e| Failure::sys("pivot root", "pivot_root", e))?;
+    unmount(".", UnmountFlags::DETACH).map_err(|e| Failure::sys("pivot root", "detaching the old root", e))?;
+    chdir("/").map_err(|e| Failure::sys("pivot root", "chdir /", e))
 }

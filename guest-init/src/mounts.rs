@@ -170,11 +170,9 @@ fn larger_readahead(target: &str) {
 pub fn unmount_disks(mounts: &[Mount]) {
     for m in mounts.iter().rev() {
         if let MountKind::Block { .. } = m.kind {
-            if let Ok(t) = cstr(&m.target) {
-                // SAFETY: umount2 with a NUL-terminated path; failure leaves it mounted,
-                // and the sync that follows still writes everything out.
-                unsafe { libc::umount2(t.as_ptr(), 0) };
-            }
+            // A failure leaves it mounted, and the sync that follows still writes
+            // everything out.
+            let _ = rustix::mount::unmount(m.target.as_str(), rustix::mount::UnmountFlags::empty());
         }
     }
 }
@@ -195,35 +193,21 @@ pub fn switch_root() -> Result<(), Failure> {
         let target = format!("{VM_NEW_ROOT}{dir}");
         mount(dir, &target, "", libc::MS_MOVE, "")?;
     }
-    let root = cstr(VM_NEW_ROOT)?;
-    // SAFETY: chdir with a valid NUL-terminated path.
-    if unsafe { libc::chdir(root.as_ptr()) } != 0 {
-        return Err(Failure::os("switch root", "chdir /newroot"));
-    }
+    use rustix::process::{chdir, chroot};
+    chdir(VM_NEW_ROOT).map_err(|e| Failure::sys("switch root", "chdir /newroot", e))?;
     mount(".", "/", "", libc::MS_MOVE, "")?;
-    let dot = cstr(".")?;
-    // SAFETY: chroot with a valid NUL-terminated path.
-    if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
-        return Err(Failure::os("switch root", "chroot"));
-    }
-    let slash = cstr("/")?;
-    // SAFETY: chdir with a valid NUL-terminated path.
-    if unsafe { libc::chdir(slash.as_ptr()) } != 0 {
-        return Err(Failure::os("switch root", "chdir /"));
-    }
-    Ok(())
+    chroot(".").map_err(|e| Failure::sys("switch root", "chroot", e))?;
+    chdir("/").map_err(|e| Failure::sys("switch root", "chdir /", e))
 }
 
+/// mount(2) with libc's flag values: the move, bind and propagation bits that rustix
+/// keeps apart from its `MountFlags` pass through as they are.
 pub fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), Failure> {
-    let (s, t, f, d) = (cstr(src)?, cstr(target)?, cstr(fstype)?, cstr(data)?);
-    let fptr = if fstype.is_empty() { std::ptr::null() } else { f.as_ptr() };
-    let dptr = if data.is_empty() { std::ptr::null() } else { d.as_ptr().cast() };
-    // SAFETY: all pointers are NUL-terminated strings that outlive the call, or null
-    // where mount(2) accepts null.
-    if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), fptr, flags, dptr) } != 0 {
-        return Err(Failure::os("mount", format_args!("mount {src} on {target} ({fstype})")));
-    }
-    Ok(())
+    let d = cstr(data)?;
+    let data = (!data.is_empty()).then_some(d.as_c_str());
+    let bits = rustix::mount::MountFlags::from_bits_retain(flags as libc::c_uint);
+    rustix::mount::mount(src, target, fstype, bits, data)
+        .map_err(|e| Failure::sys("mount", format_args!("mount {src} on {target} ({fstype})"), e))
 }
 
 pub fn mkdir(path: &str) -> Result<(), Failure> {
