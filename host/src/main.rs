@@ -54,8 +54,8 @@ fn main() -> ExitCode {
     };
     let spec = match spec::build(cli, &caller) {
         Ok(s) => s,
-        Err(msg) => {
-            eprintln!("virt-sandbox: {msg}");
+        Err(e) => {
+            eprintln!("virt-sandbox: {}", virt_sandbox::exit::describe(&e));
             return ExitCode::from(SANDBOX_FAILED);
         }
     };

@@ -42,7 +42,8 @@ impl backend::Backend for Container {
         cx.timeline.same_kernel();
         let mut temp = TempDirs::default();
         let mounts = mount_plan(spec, &mut temp)?;
-        let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
+        let (include_entries, include_files) =
+            crate::mounts::expand_includes(&spec.includes).map_err(|e| crate::exit::describe(&e))?;
         let (init, init_path) = initfile::open()?;
         let programs = if opts.seccomp { seccomp::programs()? } else { Vec::new() };
         cx.timeline.mark("init and seccomp programs ready");

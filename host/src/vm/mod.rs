@@ -91,7 +91,7 @@ pub fn prepare(
         Some(t) => t.resolve(&wanted).map_err(|e| describe(&e))?,
         None => Vec::new(),
     };
-    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
+    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes).map_err(|e| describe(&e))?;
     let init = initfile::load()?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let build = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
