@@ -44,7 +44,7 @@ impl backend::Backend for Container {
         let mounts = mount_plan(spec, &mut temp)?;
         let (include_entries, include_files) =
             crate::mounts::expand_includes(&spec.includes).map_err(|e| crate::exit::describe(&e))?;
-        let (init, init_path) = initfile::open()?;
+        let (init, init_path) = initfile::open().map_err(|e| crate::exit::describe(&e))?;
         let programs = if opts.seccomp { seccomp::programs()? } else { Vec::new() };
         cx.timeline.mark("init and seccomp programs ready");
         // A terminal is relayed (the command must not get the host's tty, where it could

@@ -29,7 +29,7 @@ pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, String
         }
         match um {
             UserMount::HostBind { dst, src } => {
-                let source = temp.source(src)?.to_string_lossy().into_owned();
+                let source = temp.source(src).map_err(|e| crate::exit::describe(&e))?.to_string_lossy().into_owned();
                 list.push(m(MountKind::Bind { source }, &dst.to_string_lossy(), false));
             }
             UserMount::CallerDir { dir } => {
