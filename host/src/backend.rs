@@ -51,7 +51,7 @@ macro_rules! failure_from {
     )*};
 }
 
-failure_from!(crate::vm::Error);
+failure_from!(crate::vm::Error, crate::container::Error);
 
 /// For the QEMU backend, whose steps still fail with a sentence.
 impl From<String> for Failure {
