@@ -7,7 +7,7 @@
 //! same for every backend, and so is the order of things: `run` below is the only place
 //! that drives a backend.
 
-use crate::exit::Outcome;
+use crate::exit::{describe, Outcome};
 use crate::session::{self, Limits};
 use crate::spec::Spec;
 use crate::timings::Timeline;
@@ -22,12 +22,38 @@ pub struct Context<'a> {
 }
 
 /// Why a sandbox could not be prepared or launched, and what the guest printed, if any.
+///
+/// `reason` is the line the user reads: a backend's typed error becomes it here, its
+/// chain joined once by [`describe`]. It stays a string while the QEMU backend
+/// (`qemu/`) still builds failures from strings and by this struct's fields; once that
+/// has an error type too, this can carry the error and `run` can describe it.
 #[derive(Debug)]
 pub struct Failure {
     pub reason: String,
     pub console: Option<String>,
 }
 
+impl Failure {
+    /// The failure for a typed error: the error and its sources, one line.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        Failure { reason: describe(e), console: None }
+    }
+}
+
+/// The backends' error types, each becoming a [`Failure`] through [`Failure::of`].
+macro_rules! failure_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure {
+            fn from(e: $error) -> Self {
+                Failure::of(&e)
+            }
+        }
+    )*};
+}
+
+failure_from!(crate::vm::Error, crate::container::Error);
+
+/// For the QEMU backend, whose steps still fail with a sentence.
 impl From<String> for Failure {
     fn from(reason: String) -> Self {
         Failure { reason, console: None }

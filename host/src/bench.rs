@@ -5,9 +5,29 @@
 //! starts cold as a user's would, and the command's output goes to /dev/null.
 
 use std::ffi::OsString;
+use std::io;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+/// Why the runs could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Each run is this binary again, which must be found first.
+    #[error("cannot find the launcher's own binary")]
+    CurrentExe(#[source] io::Error),
+
+    #[error("cannot start run {run}")]
+    StartRun {
+        run: u32,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A run ended without its `--timings=json` line: its own error says why.
+    #[error("run {run} reported no timings; its stderr was:\n{stderr}")]
+    NoTimings { run: u32, stderr: String },
+}
 
 pub struct BenchOptions {
     pub runs: u32,
@@ -58,8 +78,8 @@ pub fn child_args(raw: &[OsString], command_len: usize) -> Vec<OsString> {
     out
 }
 
-pub fn run(opts: &BenchOptions, args: &[OsString]) -> Result<Vec<RunRecord>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding our own binary: {e}"))?;
+pub fn run(opts: &BenchOptions, args: &[OsString]) -> Result<Vec<RunRecord>, Error> {
+    let exe = std::env::current_exe().map_err(Error::CurrentExe)?;
     let mut records = Vec::new();
     for i in 0..opts.runs {
         let start = Instant::now();
@@ -69,14 +89,14 @@ pub fn run(opts: &BenchOptions, args: &[OsString]) -> Result<Vec<RunRecord>, Str
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .map_err(|e| format!("run {}: {e}", i + 1))?;
+            .map_err(|source| Error::StartRun { run: i + 1, source })?;
         let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let line = stderr
             .lines()
             .rev()
             .find(|l| l.starts_with("{\"timings\""))
-            .ok_or_else(|| format!("run {} reported no timings; its stderr was:\n{}", i + 1, stderr.trim_end()))?;
+            .ok_or_else(|| Error::NoTimings { run: i + 1, stderr: stderr.trim_end().into() })?;
         records.push(RunRecord { wall_ms, exit: out.status.code().unwrap_or(-1), phases: parse_phases(line) });
     }
     Ok(records)

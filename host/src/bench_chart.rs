@@ -3,13 +3,27 @@
 
 use crate::bench::{phase_names, stats, RunRecord};
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub fn write(records: &[RunRecord], path: &Path) -> Result<(), String> {
-    draw(records, path).map_err(|e| format!("--bench-svg {}: {e}", path.display()))
+/// Drawing errors come from plotters and its SVG backend, in several types.
+type DrawError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The chart could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--bench-svg {}", .path.display())]
+    Draw {
+        path: PathBuf,
+        #[source]
+        source: DrawError,
+    },
 }
 
-fn draw(records: &[RunRecord], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub fn write(records: &[RunRecord], path: &Path) -> Result<(), Error> {
+    draw(records, path).map_err(|source| Error::Draw { path: path.into(), source })
+}
+
+fn draw(records: &[RunRecord], path: &Path) -> Result<(), DrawError> {
     let root = SVGBackend::new(path, (1100, 760)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(480);

@@ -1,8 +1,37 @@
 //! Finding `virt-sandbox-init`, the static PID 1 that goes into every sandbox.
 
+use std::fmt::Write as _;
+use std::io;
 use std::path::{Path, PathBuf};
 
 const NAME: &str = "virt-sandbox-init";
+
+/// Why there is no init binary to put in the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `VIRT_SANDBOX_INIT` names a file that cannot be opened.
+    #[error("cannot open VIRT_SANDBOX_INIT={}", .path.display())]
+    OpenEnvInit {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// No candidate is a static x86-64 executable.
+    #[error(
+        "no static {NAME} found (looked in {}); build it with scripts/setup.sh or set VIRT_SANDBOX_INIT",
+        display_paths(.looked)
+    )]
+    NotFound { looked: Vec<PathBuf> },
+
+    /// The init binary was found but cannot be read.
+    #[error("cannot read the init binary {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
 
 /// Where the init binary may be, in order: `$VIRT_SANDBOX_INIT`, beside the launcher,
 /// the cargo build tree the launcher came from (musl, then the static glibc fallback),
@@ -32,16 +61,18 @@ pub fn candidates(exe: &Path, env: Option<PathBuf>) -> Vec<PathBuf> {
 }
 
 /// The init binary's bytes (for the VM's initrd).
-pub fn load() -> Result<Vec<u8>, String> {
+pub fn load() -> Result<Vec<u8>, Error> {
     let (mut file, path) = open()?;
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    Ok(bytes)
+    match std::io::Read::read_to_end(&mut file, &mut bytes) {
+        Ok(_) => Ok(bytes),
+        Err(source) => Err(Error::Read { path, source }),
+    }
 }
 
 /// The init binary, open: a container execs it through this fd, so what was checked is
 /// what runs, and nothing is copied (reading it into memory cost ~0.6 ms a start here).
-pub fn open() -> Result<(std::fs::File, PathBuf), String> {
+pub fn open() -> Result<(std::fs::File, PathBuf), Error> {
     use std::io::{Read, Seek};
     let exe = std::env::current_exe().unwrap_or_default();
     let env = std::env::var_os("VIRT_SANDBOX_INIT").map(PathBuf::from);
@@ -49,7 +80,7 @@ pub fn open() -> Result<(std::fs::File, PathBuf), String> {
     let list = candidates(&exe, env);
     if from_env {
         let p = &list[0];
-        let f = std::fs::File::open(p).map_err(|e| format!("VIRT_SANDBOX_INIT={}: {e}", p.display()))?;
+        let f = std::fs::File::open(p).map_err(|source| Error::OpenEnvInit { path: p.clone(), source })?;
         return Ok((f, p.clone()));
     }
     for p in &list {
@@ -64,10 +95,19 @@ pub fn open() -> Result<(std::fs::File, PathBuf), String> {
             return Ok((f, p.clone()));
         }
     }
-    Err(format!(
-        "no static {NAME} found (looked in {}); build it with scripts/setup.sh or set VIRT_SANDBOX_INIT",
-        list.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    ))
+    Err(Error::NotFound { looked: list })
+}
+
+/// "a, b, c" for a list of paths, for the message that names every place looked in.
+fn display_paths(paths: &[PathBuf]) -> String {
+    let mut out = String::new();
+    for (i, path) in paths.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{}", path.display());
+    }
+    out
 }
 
 /// An x86-64 ELF executable without a PT_INTERP program header.
@@ -101,6 +141,15 @@ mod tests {
         assert!(c.contains(&PathBuf::from("/src/target/x86_64-unknown-linux-musl/init/virt-sandbox-init")));
         let c = candidates(Path::new("/x/virt-sandbox"), Some("/custom/init".into()));
         assert_eq!(c[0], PathBuf::from("/custom/init"));
+    }
+
+    #[test]
+    fn not_found_names_every_place_and_the_fix() {
+        let err = Error::NotFound { looked: vec!["/a/init".into(), "/b/init".into()] };
+        assert_eq!(
+            err.to_string(),
+            "no static virt-sandbox-init found (looked in /a/init, /b/init); build it with scripts/setup.sh or set VIRT_SANDBOX_INIT"
+        );
     }
 
     #[test]

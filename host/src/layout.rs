@@ -5,7 +5,44 @@
 use crate::mounts::{ImageFormat, UserMount};
 use crate::spec::Identity;
 use protocol::{Mount, MountKind};
+use std::io;
 use std::path::{Path, PathBuf};
+
+/// A host directory or image behind a mount that cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The directory for an empty `host-bind:DST=` cannot be made.
+    #[error("cannot create a temporary directory in {}", .base.display())]
+    CreateTempDir {
+        base: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Every name tried for it was taken.
+    #[error("cannot create a temporary directory in {}: every name tried is taken", .base.display())]
+    TempDirNames { base: PathBuf },
+
+    /// A `host-image:` cannot be opened to read its superblock.
+    #[error("host-image {}", .path.display())]
+    OpenImage {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A `host-image:` cannot be read.
+    #[error("host-image {}", .path.display())]
+    ReadImage {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A raw image holds no filesystem the guest is given a driver for.
+    #[error("host-image {}: no ext2/3/4, xfs, btrfs or vfat filesystem found in it", .path.display())]
+    UnknownFilesystem { path: PathBuf },
+}
 
 /// The command's writable scratch areas, fresh each run.
 pub fn scratch() -> Vec<Mount> {
@@ -36,7 +73,7 @@ pub fn common(m: &UserMount, id: &Identity) -> Option<Mount> {
 pub struct TempDirs(Vec<PathBuf>);
 
 impl TempDirs {
-    pub fn create(&mut self) -> Result<PathBuf, String> {
+    pub fn create(&mut self) -> Result<PathBuf, Error> {
         let base = std::env::temp_dir();
         sweep(&base);
         for n in 0..1000u32 {
@@ -47,14 +84,14 @@ impl TempDirs {
                     return Ok(p);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("creating a temporary directory in {}: {e}", base.display())),
+                Err(source) => return Err(Error::CreateTempDir { base, source }),
             }
         }
-        Err("could not create a temporary directory".into())
+        Err(Error::TempDirNames { base })
     }
 
     /// The host directory behind a host-bind: its own, or a fresh temporary one.
-    pub fn source(&mut self, src: &Option<PathBuf>) -> Result<PathBuf, String> {
+    pub fn source(&mut self, src: &Option<PathBuf>) -> Result<PathBuf, Error> {
         match src {
             Some(p) => Ok(p.clone()),
             None => self.create(),
@@ -85,19 +122,18 @@ impl Drop for TempDirs {
 
 /// The filesystem inside an image, from its superblock (raw), or ext4 for qcow2, whose
 /// contents the host does not read.
-pub fn fstype_of(image: &Path, format: ImageFormat) -> Result<String, String> {
+pub fn fstype_of(image: &Path, format: ImageFormat) -> Result<String, Error> {
     if format == ImageFormat::Qcow2 {
         return Ok("ext4".into());
     }
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(image).map_err(|e| format!("host-image {}: {e}", image.display()))?;
+    let path = || image.to_path_buf();
+    let mut f = std::fs::File::open(image).map_err(|source| Error::OpenImage { path: path(), source })?;
     let mut head = vec![0u8; 0x10100];
     let _ = f.seek(SeekFrom::Start(0));
-    let n = f.read(&mut head).map_err(|e| format!("host-image {}: {e}", image.display()))?;
+    let n = f.read(&mut head).map_err(|source| Error::ReadImage { path: path(), source })?;
     head.truncate(n);
-    detect_fstype(&head).map(str::to_string).ok_or_else(|| {
-        format!("host-image {}: no ext2/3/4, xfs, btrfs or vfat filesystem found in it", image.display())
-    })
+    detect_fstype(&head).map(str::to_string).ok_or_else(|| Error::UnknownFilesystem { path: path() })
 }
 
 fn detect_fstype(b: &[u8]) -> Option<&'static str> {
@@ -131,6 +167,21 @@ mod tests {
         xfs[..4].copy_from_slice(b"XFSB");
         assert_eq!(detect_fstype(&xfs), Some("xfs"));
         assert_eq!(detect_fstype(&[0u8; 4096]), None);
+    }
+
+    #[test]
+    fn an_image_without_a_known_filesystem_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("blank.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let err = fstype_of(&img, ImageFormat::Raw).unwrap_err();
+        assert!(matches!(&err, Error::UnknownFilesystem { path } if *path == img), "{err:?}");
+        assert_eq!(fstype_of(&img, ImageFormat::Qcow2).unwrap(), "ext4", "qcow2 is not read");
+        let gone = d.path().join("gone.img");
+        let err = fstype_of(&gone, ImageFormat::Raw).unwrap_err();
+        assert!(matches!(&err, Error::OpenImage { path, .. } if *path == gone), "{err:?}");
+        let line = crate::exit::describe(&err);
+        assert!(line.starts_with(&format!("host-image {}: ", gone.display())), "{line}");
     }
 
     #[test]

@@ -2,16 +2,44 @@
 
 use clap::Parser;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use virt_sandbox::backend;
 use virt_sandbox::cli::{Cli, TimingsFormat};
-use virt_sandbox::exit::{Outcome, SANDBOX_FAILED};
+use virt_sandbox::exit::{describe, Outcome, SANDBOX_FAILED};
 use virt_sandbox::identity::{current_groups, HostUsers};
 use virt_sandbox::spec::{self, Caller};
 use virt_sandbox::timings::Timeline;
+use virt_sandbox::{bench, bench_chart};
+
+/// Why the launcher stops before a sandbox has an outcome; printed once, by `main`.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    /// A directory that is gone (or unreadable) must not quietly become `/`.
+    #[error("the current directory cannot be read; run from an existing directory")]
+    CurrentDir(#[source] std::io::Error),
+
+    /// A usage error; the message names the option.
+    #[error(transparent)]
+    Spec(spec::Error),
+
+    #[error("--bench")]
+    Bench(#[source] bench::Error),
+
+    #[error("--bench-json {}", .path.display())]
+    WriteBenchJson {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The message names `--bench-svg` and the file.
+    #[error(transparent)]
+    DrawBenchChart(bench_chart::Error),
+}
 
 fn main() -> ExitCode {
-    let mut timeline = Timeline::new(std::time::Instant::now());
+    let timeline = Timeline::new(std::time::Instant::now());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -29,17 +57,19 @@ fn main() -> ExitCode {
             return ExitCode::from(SANDBOX_FAILED);
         }
     };
-    if let Some(runs) = cli.bench {
-        return bench(&cli, runs);
-    }
-    // A directory that is gone (or unreadable) must not quietly become `/`.
-    let cwd = match std::env::current_dir() {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("virt-sandbox: the current directory cannot be read ({e}): run from an existing directory");
-            return ExitCode::from(SANDBOX_FAILED);
-        }
+    let result = match cli.bench {
+        Some(runs) => bench(&cli, runs).map(|()| ExitCode::SUCCESS),
+        None => run(cli, timeline),
     };
+    result.unwrap_or_else(|e| {
+        eprintln!("virt-sandbox: {}", describe(&e));
+        ExitCode::from(SANDBOX_FAILED)
+    })
+}
+
+/// One sandbox: the spec, the backend's run, the outcome said and mapped to a status.
+fn run(cli: Cli, mut timeline: Timeline) -> Result<ExitCode, Error> {
+    let cwd = std::env::current_dir().map_err(Error::CurrentDir)?;
     let caller = Caller {
         // SAFETY: getuid/getgid cannot fail.
         uid: unsafe { libc::getuid() },
@@ -52,13 +82,7 @@ fn main() -> ExitCode {
         users: &HostUsers,
         host_memory: host_memory(),
     };
-    let spec = match spec::build(cli, &caller) {
-        Ok(s) => s,
-        Err(msg) => {
-            eprintln!("virt-sandbox: {msg}");
-            return ExitCode::from(SANDBOX_FAILED);
-        }
-    };
+    let spec = spec::build(cli, &caller).map_err(Error::Spec)?;
     // Notices (kernel fallback, TCG) go to a terminal or with -v only: in a pipeline the
     // launcher's stderr should be the command's.
     let show_notices = spec.verbose || std::io::stderr().is_terminal();
@@ -84,7 +108,7 @@ fn main() -> ExitCode {
         Some(TimingsFormat::Json) => eprintln!("{}", timeline.json()),
         None => {}
     }
-    ExitCode::from(outcome.code())
+    Ok(ExitCode::from(outcome.code()))
 }
 
 /// The host's physical memory in bytes (`MemTotal`), None if /proc does not say.
@@ -96,30 +120,18 @@ fn host_memory() -> Option<u64> {
 }
 
 /// `--bench N`: the same invocation N times in child launchers.
-fn bench(cli: &Cli, runs: u32) -> ExitCode {
-    use virt_sandbox::{bench, bench_chart};
+fn bench(cli: &Cli, runs: u32) -> Result<(), Error> {
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let args = bench::child_args(&raw, cli.command.len());
     let opts = bench::BenchOptions { runs, json: cli.bench_json.clone(), svg: cli.bench_svg.clone() };
-    let records = match bench::run(&opts, &args) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("virt-sandbox: --bench: {e}");
-            return ExitCode::from(SANDBOX_FAILED);
-        }
-    };
+    let records = bench::run(&opts, &args).map_err(Error::Bench)?;
     eprint!("{}", bench::report(&records));
     if let Some(path) = &opts.json {
-        if let Err(e) = std::fs::write(path, bench::json(&records)) {
-            eprintln!("virt-sandbox: --bench-json {}: {e}", path.display());
-            return ExitCode::from(SANDBOX_FAILED);
-        }
+        std::fs::write(path, bench::json(&records))
+            .map_err(|source| Error::WriteBenchJson { path: path.clone(), source })?;
     }
     if let Some(path) = &opts.svg {
-        if let Err(e) = bench_chart::write(&records, path) {
-            eprintln!("virt-sandbox: {e}");
-            return ExitCode::from(SANDBOX_FAILED);
-        }
+        bench_chart::write(&records, path).map_err(Error::DrawBenchChart)?;
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

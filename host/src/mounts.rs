@@ -3,9 +3,89 @@
 //! a backend-independent plan. Every malformed spec is refused here, before anything
 //! starts, with the accepted forms in the message.
 
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 pub const FORMS: &str = "host-bind:DST=SRC, host-image:DST=SRC[,format=raw|qcow2], guest-bind:DST=SRC, ram:DST=SIZE";
+
+/// A mount or include that cannot be used. The spec is quoted as the user typed it,
+/// and a malformed one is answered with the forms that are accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `-m` spec that is malformed or names something that is not there.
+    #[error("invalid -m {spec:?}: {problem}; accepted forms: {FORMS}")]
+    Mount { spec: String, problem: Problem },
+
+    /// An `-i` spec (or a line of an `-I` file) that is malformed or names nothing.
+    #[error("invalid include {spec:?}: {problem}; accepted form: GUEST[=HOST]")]
+    Include { spec: String, problem: Problem },
+
+    /// The `-I` file cannot be read.
+    #[error("--includefile {}", .path.display())]
+    ReadIncludeFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// What an include names cannot be looked at.
+    #[error("include {}", .path.display())]
+    IncludeMetadata {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An included directory cannot be listed.
+    #[error("include {}", .path.display())]
+    ListIncludeDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An include is a device, a socket or a fifo.
+    #[error("include {}: only files and directories can be included", .path.display())]
+    IncludeKind { path: PathBuf },
+}
+
+/// What is wrong with one `-m` or `-i` spec: the middle of its message.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("missing TYPE:")]
+    MissingType,
+    #[error("missing =SRC")]
+    MissingSource,
+    #[error("{path:?} is not an absolute path")]
+    NotAbsolute { path: String },
+    #[error("{path:?} contains '..'")]
+    ParentDir { path: String },
+    #[error("unknown type {kind:?}")]
+    UnknownType { kind: String },
+    #[error("host directory {} does not exist", .path.display())]
+    NoHostDir { path: PathBuf },
+    #[error("missing image path")]
+    MissingImagePath,
+    /// `options`: the path ends in something like an option, which is not one.
+    #[error(
+        "image {} does not exist{}",
+        .path.display(),
+        if *.options { " (the one image option is format=raw or format=qcow2, last)" } else { "" }
+    )]
+    NoImage { path: PathBuf, options: bool },
+    #[error("unknown image option {option:?} (use format=raw or format=qcow2)")]
+    ImageOption { option: String },
+    #[error("{0}")]
+    RamSize(crate::units::Error),
+    #[error("size 0")]
+    RamSizeZero,
+    #[error("only host-bind:/=DIR may replace the root")]
+    ReplacesRoot,
+    #[error("{} would hide the sandbox's {system}", .dst.display())]
+    HidesSystemDir { dst: PathBuf, system: &'static str },
+    #[error("{} does not exist on the host", .path.display())]
+    NotOnHost { path: PathBuf },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {
@@ -62,11 +142,14 @@ const SYSTEM_DIRS: &[&str] = &["/proc", "/dev", "/sys"];
 pub const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/run", "/dev/shm"];
 
 /// Parses one `-m` spec. Relative host paths resolve against `cwd`.
-pub fn parse_mount(spec: &str, cwd: &Path) -> Result<UserMount, String> {
-    let bad = |why: &str| format!("invalid -m {spec:?}: {why}; accepted forms: {FORMS}");
-    let (kind, rest) = spec.split_once(':').ok_or_else(|| bad("missing TYPE:"))?;
-    let (dst, src) = rest.split_once('=').ok_or_else(|| bad("missing =SRC"))?;
-    let dst = guest_path(dst).map_err(|e| bad(&e))?;
+pub fn parse_mount(spec: &str, cwd: &Path) -> Result<UserMount, Error> {
+    mount(spec, cwd).map_err(|problem| Error::Mount { spec: spec.into(), problem })
+}
+
+fn mount(spec: &str, cwd: &Path) -> Result<UserMount, Problem> {
+    let (kind, rest) = spec.split_once(':').ok_or(Problem::MissingType)?;
+    let (dst, src) = rest.split_once('=').ok_or(Problem::MissingSource)?;
+    let dst = guest_path(dst)?;
     let host = |p: &str| -> PathBuf { absolute(Path::new(p), cwd) };
     let m = match kind {
         "host-bind" => {
@@ -75,77 +158,75 @@ pub fn parse_mount(spec: &str, cwd: &Path) -> Result<UserMount, String> {
             } else {
                 let p = host(src);
                 if !p.is_dir() {
-                    return Err(bad(&format!("host directory {} does not exist", p.display())));
+                    return Err(Problem::NoHostDir { path: p });
                 }
                 Some(p)
             };
             UserMount::HostBind { dst, src }
         }
         "host-image" => {
-            let (path, format) = image_source(src).map_err(|e| bad(&e))?;
+            let (path, format) = image_source(src)?;
             if path.is_empty() {
-                return Err(bad("missing image path"));
+                return Err(Problem::MissingImagePath);
             }
             let p = host(path);
             if !p.is_file() {
                 // "disk.img,readonly=on" reads as a path, which does not exist: say why.
-                let hint = match path.rsplit_once(',') {
-                    Some((_, opt)) if opt.contains('=') => {
-                        " (the one image option is format=raw or format=qcow2, last)"
-                    }
-                    _ => "",
-                };
-                return Err(bad(&format!("image {} does not exist{hint}", p.display())));
+                let options = path.rsplit_once(',').is_some_and(|(_, opt)| opt.contains('='));
+                return Err(Problem::NoImage { path: p, options });
             }
             UserMount::HostImage { dst, src: p, format }
         }
-        "guest-bind" => UserMount::GuestBind { dst, src: guest_path(src).map_err(|e| bad(&e))? },
+        "guest-bind" => UserMount::GuestBind { dst, src: guest_path(src)? },
         "ram" => {
-            let size = crate::units::parse_size(src).map_err(|e| bad(&e))?;
+            let size = crate::units::parse_size(src).map_err(Problem::RamSize)?;
             if size == 0 {
-                return Err(bad("size 0"));
+                return Err(Problem::RamSizeZero);
             }
             UserMount::Ram { dst, size }
         }
-        other => return Err(bad(&format!("unknown type {other:?}"))),
+        other => return Err(Problem::UnknownType { kind: other.into() }),
     };
     if m.dst() == Path::new("/") && !matches!(m, UserMount::HostBind { src: Some(_), .. }) {
-        return Err(bad("only host-bind:/=DIR may replace the root"));
+        return Err(Problem::ReplacesRoot);
     }
-    if let Some(sys) = SYSTEM_DIRS.iter().find(|s| m.dst().starts_with(s)) {
-        return Err(bad(&format!("{} would hide the sandbox's {sys}", m.dst().display())));
+    if let Some(system) = SYSTEM_DIRS.iter().find(|s| m.dst().starts_with(s)) {
+        return Err(Problem::HidesSystemDir { dst: m.dst().to_path_buf(), system });
     }
     Ok(m)
 }
 
 /// Splits a host-image source `PATH[,format=raw|qcow2]`. The option is taken from the
 /// end, so that a comma inside the path stays part of it (`/img/a,b.img,format=raw`).
-fn image_source(src: &str) -> Result<(&str, ImageFormat), String> {
+fn image_source(src: &str) -> Result<(&str, ImageFormat), Problem> {
     let Some((path, opt)) = src.rsplit_once(',') else { return Ok((src, ImageFormat::Raw)) };
     match opt.strip_prefix("format=") {
         Some("raw") => Ok((path, ImageFormat::Raw)),
         Some("qcow2") => Ok((path, ImageFormat::Qcow2)),
-        Some(_) => Err(format!("unknown image option {opt:?} (use format=raw or format=qcow2)")),
+        Some(_) => Err(Problem::ImageOption { option: opt.into() }),
         None => Ok((src, ImageFormat::Raw)),
     }
 }
 
 /// Parses `-i GUEST[=HOST]`; HOST defaults to the same path on the host.
-pub fn parse_include(spec: &str, cwd: &Path) -> Result<Include, String> {
-    let bad = |why: &str| format!("invalid include {spec:?}: {why}; accepted form: GUEST[=HOST]");
+pub fn parse_include(spec: &str, cwd: &Path) -> Result<Include, Error> {
+    let bad = |problem| Error::Include { spec: spec.into(), problem };
     let (guest, host) = spec.split_once('=').unwrap_or((spec, spec));
-    let guest = guest_path(guest).map_err(|e| bad(&e))?;
+    let guest = guest_path(guest).map_err(bad)?;
     let host = absolute(Path::new(host), cwd);
     if !host.exists() {
-        return Err(bad(&format!("{} does not exist on the host", host.display())));
+        return Err(bad(Problem::NotOnHost { path: host }));
     }
     Ok(Include { guest, host })
 }
 
 /// Reads `-I FILE`: one include spec per line; blank lines and # comments are skipped.
-pub fn parse_include_file(file: &Path, cwd: &Path) -> Result<Vec<Include>, String> {
+pub fn parse_include_file(file: &Path, cwd: &Path) -> Result<Vec<Include>, Error> {
     let path = absolute(file, cwd);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("--includefile {}: {e}", path.display()))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(Error::ReadIncludeFile { path, source }),
+    };
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -154,17 +235,17 @@ pub fn parse_include_file(file: &Path, cwd: &Path) -> Result<Vec<Include>, Strin
 }
 
 /// An absolute, normalised path inside the sandbox (no `..`, no `.`).
-fn guest_path(p: &str) -> Result<PathBuf, String> {
+fn guest_path(p: &str) -> Result<PathBuf, Problem> {
     let path = Path::new(p);
     if !path.is_absolute() {
-        return Err(format!("{p:?} is not an absolute path"));
+        return Err(Problem::NotAbsolute { path: p.into() });
     }
     let mut out = PathBuf::from("/");
     for c in path.components() {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(n) => out.push(n),
-            Component::ParentDir | Component::Prefix(_) => return Err(format!("{p:?} contains '..'")),
+            Component::ParentDir | Component::Prefix(_) => return Err(Problem::ParentDir { path: p.into() }),
         }
     }
     Ok(out)
@@ -246,16 +327,17 @@ pub fn points_to_make_read_only(mounts: &[UserMount]) -> bool {
 /// file with its size for each file entry, in the same order, to stream after the spec.
 pub type IncludePlan = (Vec<protocol::IncludeEntry>, Vec<(PathBuf, u64)>);
 
-pub fn expand_includes(includes: &[Include]) -> Result<IncludePlan, String> {
+pub fn expand_includes(includes: &[Include]) -> Result<IncludePlan, Error> {
     use std::os::unix::fs::PermissionsExt;
-    fn walk(guest: &Path, host: &Path, plan: &mut IncludePlan) -> Result<(), String> {
-        let meta = std::fs::metadata(host).map_err(|e| format!("include {}: {e}", host.display()))?;
+    fn walk(guest: &Path, host: &Path, plan: &mut IncludePlan) -> Result<(), Error> {
+        let meta =
+            std::fs::metadata(host).map_err(|source| Error::IncludeMetadata { path: host.to_path_buf(), source })?;
         let path = guest.to_string_lossy().into_owned();
         let mode = meta.permissions().mode() & 0o7777;
         if meta.is_dir() {
             plan.0.push(protocol::IncludeEntry { path, mode, kind: protocol::IncludeKind::Dir });
             let mut names: Vec<_> = std::fs::read_dir(host)
-                .map_err(|e| format!("include {}: {e}", host.display()))?
+                .map_err(|source| Error::ListIncludeDir { path: host.to_path_buf(), source })?
                 .filter_map(|e| e.ok().map(|e| e.file_name()))
                 .collect();
             names.sort();
@@ -266,7 +348,7 @@ pub fn expand_includes(includes: &[Include]) -> Result<IncludePlan, String> {
             plan.0.push(protocol::IncludeEntry { path, mode, kind: protocol::IncludeKind::File { size: meta.len() } });
             plan.1.push((host.to_path_buf(), meta.len()));
         } else {
-            return Err(format!("include {}: only files and directories can be included", host.display()));
+            return Err(Error::IncludeKind { path: host.to_path_buf() });
         }
         Ok(())
     }

@@ -56,7 +56,7 @@ fn an_image_path_may_hold_commas_and_its_options_come_last() {
         ("host-image:/img=a,b.img,format=vmdk", "unknown image option \"format=vmdk\""),
         ("host-image:/img=,format=raw", "missing image path"),
     ] {
-        let err = parse_mount(spec, c).unwrap_err();
+        let err = parse_mount(spec, c).unwrap_err().to_string();
         assert!(err.contains(needle), "{spec}: {err}");
     }
 }
@@ -81,6 +81,8 @@ fn malformed_specs_name_the_problem_and_show_the_forms() {
         ("guest-bind:/sys=/tmp", "/sys"),
     ] {
         let err = parse_mount(spec, d.path()).unwrap_err();
+        assert!(matches!(err, Error::Mount { .. }), "{spec}: {err:?}");
+        let err = err.to_string();
         assert!(err.contains(needle), "{spec}: {err}");
         assert!(err.contains("accepted forms"), "{spec}: {err}");
     }
@@ -94,12 +96,26 @@ fn includes_default_to_the_same_path_and_read_from_a_file() {
     let inc = parse_include(&format!("/tmp/f={}", c.join("f").display()), c).unwrap();
     assert_eq!(inc, Include { guest: "/tmp/f".into(), host: c.join("f") });
     assert_eq!(parse_include("/etc/hostname", c).unwrap().host, PathBuf::from("/etc/hostname"));
-    assert!(parse_include("rel=f", c).unwrap_err().contains("absolute"));
-    assert!(parse_include("/tmp/g=missing", c).unwrap_err().contains("does not exist"));
+    let err = parse_include("rel=f", c).unwrap_err();
+    assert!(matches!(&err, Error::Include { problem: Problem::NotAbsolute { .. }, .. }), "{err:?}");
+    assert!(err.to_string().contains("absolute"), "{err}");
+    let err = parse_include("/tmp/g=missing", c).unwrap_err();
+    assert!(matches!(&err, Error::Include { problem: Problem::NotOnHost { .. }, .. }), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
     std::fs::write(c.join("list"), "# comment\n\n/tmp/a=f\n/tmp/b=f\n").unwrap();
     let list = parse_include_file(Path::new("list"), c).unwrap();
     assert_eq!(list.len(), 2);
-    assert!(parse_include_file(Path::new("nolist"), c).unwrap_err().contains("--includefile"));
+    let err = parse_include_file(Path::new("nolist"), c).unwrap_err();
+    assert!(matches!(&err, Error::ReadIncludeFile { path, .. } if *path == c.join("nolist")), "{err:?}");
+    assert!(crate::exit::describe(&err).starts_with(&format!("--includefile {}: ", c.join("nolist").display())));
+}
+
+#[test]
+fn includes_that_are_neither_files_nor_directories_are_refused() {
+    let inc = Include { guest: "/tmp/null".into(), host: "/dev/null".into() };
+    let err = expand_includes(&[inc]).unwrap_err();
+    assert!(matches!(&err, Error::IncludeKind { path } if path == Path::new("/dev/null")), "{err:?}");
+    assert_eq!(err.to_string(), "include /dev/null: only files and directories can be included");
 }
 
 #[test]

@@ -12,6 +12,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[path = "spec_error.rs"]
+mod error;
+pub use error::Error;
+
 /// Which backend runs the sandbox, with the options that only it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -99,14 +103,14 @@ const MIN_MEMORY: u64 = 64 << 20;
 const MIN_CONTAINER_MEMORY: u64 = 4 << 20;
 const DEFAULT_VM_MEMORY: u64 = 512 << 20;
 
-pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
+pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
     let kind = backend_kind(&cli.connect)?;
     let name = match cli.name.clone() {
         Some(n) => valid_name(n)?,
         None => format!("virt-sandbox-{}-{:x}", caller.pid, nonce()),
     };
     if cli.command.first().is_none_or(|c| c.is_empty()) {
-        return Err("no command given: usage is virt-sandbox [OPTIONS] -- COMMAND [ARG...]".into());
+        return Err(Error::NoCommand);
     }
 
     let (identity, user) = if cli.privileged {
@@ -116,7 +120,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
             root.map(|u| (u.name, u.home)).unwrap_or(("root".into(), "/root".into())),
         )
     } else if let Some(name) = &cli.switchto {
-        let u = caller.users.by_name(name).ok_or_else(|| format!("unknown user {name:?} for --switchto"))?;
+        let u = caller.users.by_name(name).ok_or_else(|| Error::UnknownUser { name: name.clone() })?;
         let groups = caller.users.groups(&u);
         (Identity { uid: u.uid, gid: u.gid, groups }, (u.name, u.home))
     } else {
@@ -132,49 +136,44 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     let (mounts, root, includes) = mount_plan(&cli, caller, &user.1)?;
     let included: Vec<PathBuf> = includes.iter().map(|i| i.guest.clone()).collect();
     let fresh = fresh_places(&cli, &user.1);
-    let workdir = workdir::decide(&caller.cwd, &cli.command[0], mounts, &fresh, &included)?;
+    let workdir = workdir::decide(&caller.cwd, &cli.command[0], mounts, &fresh, &included).map_err(Error::Workdir)?;
 
-    let memory = cli.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("--memory: {e}"))?;
+    let memory = cli.memory.as_deref().map(parse_size).transpose().map_err(Error::Memory)?;
     let min = if kind == Kind::Qemu { MIN_MEMORY } else { MIN_CONTAINER_MEMORY };
     if let (Some(m), Some(text)) = (memory, &cli.memory) {
         if m < min {
-            return Err(format!("--memory {text} is too small: the sandbox needs at least {}M", min >> 20));
+            return Err(Error::MemoryTooSmall { text: text.clone(), min_mib: min >> 20 });
         }
         // A guest bigger than the host gets stuck in its boot or QEMU fails to map it; a
         // container's limit above the host's memory is only no limit, and stays allowed.
         match caller.host_memory {
             Some(host) if kind == Kind::Qemu && m > host => {
-                return Err(format!("--memory {text} is more than this host's memory ({}M)", host >> 20));
+                return Err(Error::MemoryAboveHost { text: text.clone(), host_mib: host >> 20 });
             }
             _ => {}
         }
     }
     if let Some(c) = cli.cpus {
         if c == 0 || c > 255 {
-            return Err(format!("--cpus {c} is out of range: use 1 to 255"));
+            return Err(Error::Cpus { cpus: c });
         }
     }
     if cli.pids == Some(0) {
-        return Err("--pids 0 would not even allow the command: give at least 1".into());
+        return Err(Error::ZeroPids);
     }
     let seccomp = security_opts(&cli.security_opt)?;
     let container_only =
         [(cli.userns, "--userns"), (cli.pids.is_some(), "--pids"), (!cli.security_opt.is_empty(), "--security-opt")];
     if let (Kind::Qemu, Some((_, option))) = (kind, container_only.iter().find(|(given, _)| *given)) {
-        return Err(format!("{option} applies to containers only (-c lxc:///)"));
+        return Err(Error::ContainerOnly { option });
     }
-    let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
+    let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(Error::Timeout)?;
     if timeout == Some(Duration::ZERO) {
-        return Err("--timeout 0 would stop the command before it starts: give a positive duration".into());
+        return Err(Error::ZeroTimeout);
     }
-    let boot_timeout = cli
-        .boot_timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| format!("VIRT_SANDBOX_BOOT_TIMEOUT (--boot-timeout): {e}"))?;
+    let boot_timeout = cli.boot_timeout.as_deref().map(parse_duration).transpose().map_err(Error::BootTimeout)?;
     if boot_timeout == Some(Duration::ZERO) {
-        return Err("VIRT_SANDBOX_BOOT_TIMEOUT 0 would give up before the boot starts: give a positive duration".into());
+        return Err(Error::ZeroBootTimeout);
     }
     let absolute = |p: PathBuf| if p.is_absolute() { p } else { caller.cwd.join(p) };
     let backend = match kind {
@@ -233,7 +232,7 @@ type MountPlan = (Vec<UserMount>, Option<PathBuf>, Vec<Include>);
 
 /// -m, --rw, -M/-H/-T and -i/-I, validated together: no two mounts at one place, every
 /// mount point reachable, every include in a writable area.
-fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, String> {
+fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Error> {
     let cwd = &caller.cwd;
     let mut list = Vec::new();
     // The places -M/-H/-T replace come first, so that a -m or --rw below them (the
@@ -241,30 +240,26 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
     let new_home = cli.temporary_home || cli.homedir.is_some() || cli.tmpdir.is_some();
     if new_home {
         if home == "/" || home.is_empty() {
-            return Err("-M/-H: the user has no home directory to replace".into());
+            return Err(Error::NoHome);
         }
         list.push(match &cli.homedir {
-            Some(dir) => mounts::parse_mount(&format!("host-bind:{home}={}", dir.display()), cwd)
-                .map_err(|e| format!("-H: {e}"))?,
+            Some(dir) => {
+                mounts::parse_mount(&format!("host-bind:{home}={}", dir.display()), cwd).map_err(Error::HomeDir)?
+            }
             None => UserMount::Home { dst: home.into() },
         });
         if let Some(dir) = &cli.tmpdir {
-            list.push(
-                mounts::parse_mount(&format!("host-bind:/tmp={}", dir.display()), cwd)
-                    .map_err(|e| format!("-T: {e}"))?,
-            );
+            list.push(mounts::parse_mount(&format!("host-bind:/tmp={}", dir.display()), cwd).map_err(Error::TmpDir)?);
         }
     }
     for m in &cli.mounts {
-        list.push(mounts::parse_mount(m, cwd)?);
+        list.push(mounts::parse_mount(m, cwd).map_err(Error::ParseMount)?);
     }
     for p in &cli.rw {
         let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
         let abs = std::path::absolute(&abs).unwrap_or(abs);
         let spec = format!("host-bind:{0}={0}", abs.display());
-        list.push(
-            mounts::parse_mount(&spec, cwd).map_err(|_| format!("--rw {}: not an existing directory", p.display()))?,
-        );
+        list.push(mounts::parse_mount(&spec, cwd).map_err(|_| Error::Rw { path: p.clone() })?);
     }
     let mut root = None;
     list.retain(|m| match m {
@@ -276,16 +271,12 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
     });
     for (i, m) in list.iter().enumerate() {
         if list[..i].iter().any(|o| o.dst() == m.dst()) {
-            return Err(format!("two mounts at {}: give each mount its own destination", m.dst().display()));
+            return Err(Error::TwoMounts { dst: m.dst().to_path_buf() });
         }
         // A missing mount point is made inside the sandbox (guest-init/src/mount_point.rs),
         // but not through a file.
         if let Some(file) = mounts::file_in_the_way(m, &list[..i], root.as_deref()) {
-            return Err(format!(
-                "mount point {}: {} is a file, not a directory; mount on a directory",
-                m.dst().display(),
-                file.display()
-            ));
+            return Err(Error::FileInTheWay { dst: m.dst().to_path_buf(), file });
         }
         // -M/-H replace a home: one that does not exist is not there to replace.
         if new_home
@@ -294,25 +285,19 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Strin
             && !m.dst().exists()
             && !mounts::is_writable(m.dst(), &list[..i], false)
         {
-            return Err(format!(
-                "-M/-H: the home directory {} does not exist, so there is none to replace",
-                m.dst().display()
-            ));
+            return Err(Error::NoHomeToReplace { home: m.dst().to_path_buf() });
         }
     }
     let mut includes = Vec::new();
     for i in &cli.include {
-        includes.push(mounts::parse_include(i, cwd)?);
+        includes.push(mounts::parse_include(i, cwd).map_err(Error::ParseInclude)?);
     }
     for f in &cli.includefile {
-        includes.extend(mounts::parse_include_file(f, cwd)?);
+        includes.extend(mounts::parse_include_file(f, cwd).map_err(Error::ParseInclude)?);
     }
     for inc in &includes {
         if root.is_none() && !mounts::is_writable(&inc.guest, &list, cli.overlay) {
-            return Err(format!(
-                "include {}: not in a writable area of the sandbox (/tmp, /var/tmp, /run, a -m host-bind or ram mount, -M's home, or anywhere with --overlay)",
-                inc.guest.display()
-            ));
+            return Err(Error::IncludeNotWritable { guest: inc.guest.clone() });
         }
     }
     Ok((list, root, includes))
@@ -325,36 +310,30 @@ enum Kind {
     Container,
 }
 
-fn backend_kind(uri: &str) -> Result<Kind, String> {
+fn backend_kind(uri: &str) -> Result<Kind, Error> {
     match uri {
         "qemu:///session" | "qemu:///system" => Ok(Kind::Qemu),
         "lxc:///" | "lxc://" | "lxc:" => Ok(Kind::Container),
-        u if u.starts_with("libvirt+") => {
-            Err(format!("connect URI {u:?} is not supported by this build yet; use qemu:///session or lxc:///"))
-        }
-        u => Err(format!("unknown connect URI {u:?}: use qemu:///session or lxc:///")),
+        u if u.starts_with("libvirt+") => Err(Error::UnsupportedUri { uri: u.into() }),
+        u => Err(Error::UnknownUri { uri: u.into() }),
     }
 }
 
 /// `--security-opt` values, later ones winning: whether the seccomp filter goes on.
-fn security_opts(opts: &[String]) -> Result<bool, String> {
+fn security_opts(opts: &[String]) -> Result<bool, Error> {
     let mut seccomp = true;
     for opt in opts {
         seccomp = match opt.as_str() {
             "seccomp=unconfined" => false,
             "seccomp=default" => true,
-            o if o.starts_with("seccomp=") => {
-                return Err(format!(
-                    "--security-opt {o:?}: only seccomp=default and seccomp=unconfined are supported (no profile files)"
-                ))
-            }
-            o => return Err(format!("unknown --security-opt {o:?}: use seccomp=unconfined or seccomp=default")),
+            o if o.starts_with("seccomp=") => return Err(Error::SeccompProfile { option: o.into() }),
+            o => return Err(Error::SecurityOpt { option: o.into() }),
         };
     }
     Ok(seccomp)
 }
 
-fn valid_name(n: String) -> Result<String, String> {
+fn valid_name(n: String) -> Result<String, Error> {
     let ok = !n.is_empty()
         && n.len() <= 64
         && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -362,7 +341,7 @@ fn valid_name(n: String) -> Result<String, String> {
     if ok {
         Ok(n)
     } else {
-        Err(format!("invalid --name {n:?}: use 1-64 letters, digits, '-', '_' or '.'"))
+        Err(Error::Name { name: n })
     }
 }
 
@@ -374,7 +353,7 @@ fn environment(
     home: &str,
     extra: &[OsString],
     inherit: bool,
-) -> Result<Vec<(OsString, OsString)>, String> {
+) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: OsString, v: OsString| {
         if let Some(slot) = env.iter_mut().find(|(key, _)| *key == k) {
@@ -405,13 +384,13 @@ fn environment(
             None => (item.clone(), None),
         };
         if k.is_empty() || k.as_bytes().contains(&0) {
-            return Err(format!("invalid -e {item:?}: expected KEY=VALUE or KEY"));
+            return Err(Error::EnvItem { item: item.clone() });
         }
         match v {
             Some(v) => set(k, v),
             None => match host.iter().find(|(hk, _)| *hk == k) {
                 Some((_, hv)) => set(k, hv.clone()),
-                None => return Err(format!("-e {}: the variable is not set on the host", k.to_string_lossy())),
+                None => return Err(Error::EnvUnset { key: k.to_string_lossy().into_owned() }),
             },
         }
     }

@@ -38,10 +38,20 @@ fn caller() -> Caller<'static> {
     }
 }
 
-fn spec(args: &[&str]) -> Result<Spec, String> {
-    let cli =
-        Cli::try_parse_from(std::iter::once("virt-sandbox").chain(args.iter().copied())).map_err(|e| e.to_string())?;
-    build(cli, &caller())
+fn spec(args: &[&str]) -> Result<Spec, Error> {
+    build(cli(args), &caller())
+}
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("virt-sandbox").chain(args.iter().copied())).unwrap()
+}
+
+/// The one line the launcher prints for a refused spec.
+fn refused(args: &[&str]) -> String {
+    match spec(args) {
+        Ok(s) => panic!("{args:?} was accepted: {s:?}"),
+        Err(e) => crate::exit::describe(&e),
+    }
 }
 
 fn env_of(s: &Spec, key: &str) -> Option<String> {
@@ -76,8 +86,8 @@ fn dash_e_sets_overrides_and_copies() {
     assert_eq!(env_of(&s, "HOME").as_deref(), Some("/x"));
     assert_eq!(env_of(&s, "EDITOR").as_deref(), Some("vi"));
     assert_eq!(env_of(&s, "B").as_deref(), Some(""));
-    assert!(spec(&["-e", "NOPE", "--", "env"]).unwrap_err().contains("NOPE"));
-    assert!(spec(&["-e", "=v", "--", "env"]).unwrap_err().contains("KEY=VALUE"));
+    assert!(matches!(spec(&["-e", "NOPE", "--", "env"]), Err(Error::EnvUnset { key }) if key == "NOPE"));
+    assert!(refused(&["-e", "=v", "--", "env"]).contains("KEY=VALUE"));
 }
 
 #[test]
@@ -87,8 +97,8 @@ fn privileged_is_root_and_switchto_resolves_on_the_host() {
     assert_eq!(env_of(&s, "HOME").as_deref(), Some("/root"));
     let s = spec(&["-S", "alice", "--", "id"]).unwrap();
     assert_eq!(s.identity, Identity { uid: 1001, gid: 1001, groups: vec![1001, 27] });
-    assert!(spec(&["-S", "mallory", "--", "id"]).unwrap_err().contains("mallory"));
-    assert!(spec(&["-p", "-S", "alice", "--", "id"]).is_err());
+    assert!(refused(&["-S", "mallory", "--", "id"]).contains("mallory"));
+    assert!(Cli::try_parse_from(["virt-sandbox", "-p", "-S", "alice", "--", "id"]).is_err());
 }
 
 #[test]
@@ -116,7 +126,7 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["-c", "vmware://x", "--", "true"], "unknown connect URI"),
         (&["--", ""], "no command"),
     ] {
-        let err = spec(args).unwrap_err();
+        let err = refused(args);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
@@ -163,21 +173,21 @@ fn mounts_are_validated_together() {
     let s =
         spec(&["-m", &format!("host-bind:/tmp/a={dir}"), "-m", "ram:/tmp/r=1M", "--rw", dir, "--", "true"]).unwrap();
     assert_eq!(s.mounts.len(), 3);
-    let err = spec(&["-m", "ram:/tmp/r=1M", "-m", "ram:/tmp/r=2M", "--", "true"]).unwrap_err();
+    let err = refused(&["-m", "ram:/tmp/r=1M", "-m", "ram:/tmp/r=2M", "--", "true"]);
     assert!(err.contains("two mounts at /tmp/r"), "{err}");
     // A missing mount point is made in the sandbox, but not through a file.
     assert!(spec(&["-m", "ram:/no/such/dir=1M", "--", "true"]).is_ok());
     let f = d.path().join("f");
     std::fs::write(&f, "x").unwrap();
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let err = spec(&["-m", &format!("ram:{manifest}/below=1M"), "--", "true"]).unwrap_err();
+    let err = refused(&["-m", &format!("ram:{manifest}/below=1M"), "--", "true"]);
     assert!(err.contains(&format!("{manifest} is a file")), "{err}");
-    let err = spec(&["-m", &format!("host-bind:/mnt={dir}"), "-m", "ram:/mnt/f/below=1M", "--", "true"]).unwrap_err();
+    let err = refused(&["-m", &format!("host-bind:/mnt={dir}"), "-m", "ram:/mnt/f/below=1M", "--", "true"]);
     assert!(err.contains("/mnt/f is a file"), "{err}");
     assert!(spec(&["-m", "ram:/tmp/f/below=1M", "--", "true"]).is_ok(), "the host's /tmp is not the sandbox's");
     // A file may be bound onto a file.
     assert!(spec(&["-m", &format!("guest-bind:{}=/etc/hostname", f.display()), "--", "true"]).is_ok());
-    let err = spec(&["-S", "alice", "-M", "--", "true"]).unwrap_err();
+    let err = refused(&["-S", "alice", "-M", "--", "true"]);
     assert!(err.contains("/home/alice does not exist"), "{err}");
     let s = spec(&["-m", &format!("host-bind:/={dir}"), "--", "true"]).unwrap();
     assert_eq!(s.root.as_deref(), Some(d.path()));
@@ -205,7 +215,7 @@ fn includes_must_land_somewhere_writable() {
     std::fs::write(&f, "x").unwrap();
     let f = f.to_str().unwrap();
     assert_eq!(spec(&["-i", &format!("/tmp/f={f}"), "--", "true"]).unwrap().includes.len(), 1);
-    let err = spec(&["-i", &format!("/etc/f={f}"), "--", "true"]).unwrap_err();
+    let err = refused(&["-i", &format!("/etc/f={f}"), "--", "true"]);
     assert!(err.contains("not in a writable area"), "{err}");
     assert!(spec(&["-M", "-i", &format!("/var/tmp/bob/f={f}"), "--", "true"]).is_ok());
 }
@@ -235,4 +245,32 @@ fn container(s: &Spec) -> &ContainerOptions {
         Backend::Container(o) => o,
         other => panic!("not a container: {other:?}"),
     }
+}
+
+#[test]
+fn a_value_that_does_not_parse_is_named_by_its_option_then_its_problem() {
+    assert!(matches!(
+        spec(&["--memory", "lots", "--", "true"]),
+        Err(Error::Memory(crate::units::Error::SizeNotANumber { .. }))
+    ));
+    assert_eq!(
+        refused(&["--memory", "lots", "--", "true"]),
+        r#"--memory: invalid size "lots": expected a number with an optional unit such as 512M or 2G"#
+    );
+    assert_eq!(
+        refused(&["--timeout", "soon", "--", "true"]),
+        r#"--timeout: invalid duration "soon": expected e.g. 30s, 500ms, 5m or 1h30m"#
+    );
+    assert!(matches!(spec(&["-H", "/nonexistent/home", "--", "true"]), Err(Error::HomeDir(_))));
+    assert!(refused(&["-H", "/nonexistent/home", "--", "true"]).starts_with("-H: invalid -m \"host-bind:"));
+}
+
+#[test]
+fn the_memory_floor_depends_on_the_backend() {
+    assert!(matches!(spec(&["--memory", "32M", "--", "true"]), Err(Error::MemoryTooSmall { min_mib: 64, .. })));
+    assert!(matches!(
+        spec(&["-c", "lxc:///", "--memory", "2M", "--", "true"]),
+        Err(Error::MemoryTooSmall { min_mib: 4, .. })
+    ));
+    assert!(spec(&["-c", "lxc:///", "--memory", "32M", "--", "true"]).is_ok());
 }

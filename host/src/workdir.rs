@@ -15,6 +15,42 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+/// Why the command cannot run where the caller is: each names the directory and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An include would be copied into a directory that is shown read-only.
+    #[error(
+        "include {} would land in {}, which the sandbox shows read-only from the host: add --rw {} or include it elsewhere",
+        .include.display(), .dir.display(), .dir.display()
+    )]
+    IncludeInReadOnlyView { include: PathBuf, dir: PathBuf },
+
+    /// Nothing can show the current directory in the sandbox.
+    #[error("the current directory {}: {why}; run from another directory", .cwd.display())]
+    CwdUnreachable { cwd: PathBuf, why: Unreachable },
+
+    /// The command is in a place that -M/-H/-T replace.
+    #[error(
+        "the command {} is in {}, which {option} replaces: copy it in with -i {} and name it by that path",
+        .command.display(), .place.display(), .command.display()
+    )]
+    CommandReplaced { command: PathBuf, place: PathBuf, option: &'static str },
+
+    /// Nothing can show the command's directory in the sandbox.
+    #[error("the command {}: {why}", .command.display())]
+    CommandUnreachable { command: PathBuf, why: Unreachable },
+}
+
+/// Why a hidden host directory cannot be shown: the middle of a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    /// A host-bind covers the directory with another host directory that lacks it.
+    #[error("-m host-bind:{}={} shows no {} there (--rw . shows it)", .dst.display(), .src.display(), .inside.display())]
+    HostBindLacksIt { dst: PathBuf, src: PathBuf, inside: PathBuf },
+    #[error("the sandbox's /dev/shm is its own and cannot show the host's")]
+    DevShm,
+}
+
 /// Something the launcher says before the run: with `-v` only, or also on a terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -50,7 +86,7 @@ enum Seen {
     /// In a place the user asked to be fresh, with that option.
     Replaced(PathBuf, &'static str),
     /// Hidden, and nothing can show it: why.
-    Unreachable(String),
+    Unreachable(Unreachable),
 }
 
 /// `included`: where `-i`/`-I` put files, which a read-only view would refuse and
@@ -61,15 +97,10 @@ pub fn decide(
     mounts: Vec<UserMount>,
     fresh: &Fresh,
     included: &[PathBuf],
-) -> Result<Workdir, String> {
-    let lands_in = |dir: &Path| -> Result<(), String> {
+) -> Result<Workdir, Error> {
+    let lands_in = |dir: &Path| -> Result<(), Error> {
         match included.iter().find(|i| i.starts_with(dir)) {
-            Some(i) => Err(format!(
-                "include {} would land in {}, which the sandbox shows read-only from the host: add --rw {} or include it elsewhere",
-                i.display(),
-                dir.display(),
-                dir.display()
-            )),
+            Some(i) => Err(Error::IncludeInReadOnlyView { include: i.clone(), dir: dir.to_path_buf() }),
             None => Ok(()),
         }
     };
@@ -102,9 +133,7 @@ pub fn decide(
                 verbose_only: false,
             });
         }
-        Seen::Unreachable(why) => {
-            return Err(format!("the current directory {}: {why}; run from another directory", cwd.display()))
-        }
+        Seen::Unreachable(why) => return Err(Error::CwdUnreachable { cwd: cwd.to_path_buf(), why }),
     }
     if argv0.as_bytes().contains(&b'/') {
         let command = lexical(&cwd.join(Path::new(argv0)));
@@ -128,15 +157,8 @@ pub fn decide(
                         verbose_only: true,
                     });
                 }
-                Seen::Replaced(place, option) => {
-                    return Err(format!(
-                    "the command {} is in {}, which {option} replaces: copy it in with -i {} and name it by that path",
-                    command.display(),
-                    place.display(),
-                    command.display()
-                ))
-                }
-                Seen::Unreachable(why) => return Err(format!("the command {}: {why}", command.display())),
+                Seen::Replaced(place, option) => return Err(Error::CommandReplaced { command, place, option }),
+                Seen::Unreachable(why) => return Err(Error::CommandUnreachable { command, why }),
             }
         }
     }
@@ -172,20 +194,13 @@ fn seen(dir: &Path, mounts: &[UserMount], fresh: &Fresh) -> Seen {
                 if inside.is_dir() {
                     Seen::AsIs
                 } else {
-                    Seen::Unreachable(format!(
-                        "-m host-bind:{}={} shows no {} there (--rw . shows it)",
-                        dst.display(),
-                        src.display(),
-                        inside.display()
-                    ))
+                    Seen::Unreachable(Unreachable::HostBindLacksIt { dst: dst.clone(), src: src.clone(), inside })
                 }
             }
             // An image's or another sandbox path's contents: the user's mapping.
             UserMount::HostImage { .. } | UserMount::GuestBind { .. } | UserMount::CallerDir { .. } => Seen::AsIs,
         },
-        None if dir.starts_with("/dev/shm") => {
-            Seen::Unreachable("the sandbox's /dev/shm is its own and cannot show the host's".into())
-        }
+        None if dir.starts_with("/dev/shm") => Seen::Unreachable(Unreachable::DevShm),
         None => match SCRATCH_DIRS.iter().find(|d| dir.starts_with(d)) {
             Some(d) => Seen::Hidden(0, PathBuf::from(d)),
             None => Seen::AsIs,

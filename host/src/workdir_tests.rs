@@ -9,7 +9,7 @@ fn fresh_home() -> Fresh {
     Fresh { places: vec![("/home/bob".into(), "-M"), ("/tmp".into(), "-M")], home: "/home/bob".into() }
 }
 
-fn decide_in(cwd: &Path, argv0: &str, mounts: Vec<UserMount>, fresh: &Fresh) -> Result<Workdir, String> {
+fn decide_in(cwd: &Path, argv0: &str, mounts: Vec<UserMount>, fresh: &Fresh) -> Result<Workdir, Error> {
     decide(cwd, OsStr::new(argv0), mounts, fresh, &[])
 }
 
@@ -80,21 +80,27 @@ fn the_commands_own_directory_is_shown_too_unless_under_the_cwd() {
 #[test]
 fn what_cannot_be_shown_is_refused_naming_the_fix() {
     let err = decide_in(Path::new("/"), "/home/bob/bin/tool", vec![], &fresh_home()).unwrap_err();
+    assert!(matches!(&err, Error::CommandReplaced { option: "-M", .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("/home/bob/bin/tool") && err.contains("-i /home/bob/bin/tool"), "{err}");
     let err = decide_in(Path::new("/dev/shm/x"), "ls", vec![], &Fresh::default()).unwrap_err();
+    assert!(matches!(&err, Error::CwdUnreachable { why: Unreachable::DevShm, .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("/dev/shm/x") && err.contains("another directory"), "{err}");
     let d = dir_in_tmp();
     let other = dir_in_tmp();
     let bind = UserMount::HostBind { dst: d.path().parent().unwrap().into(), src: Some(other.path().into()) };
     let err = decide_in(d.path(), "ls", vec![bind], &Fresh::default()).unwrap_err();
-    assert!(err.contains("--rw ."), "{err}");
+    assert!(matches!(&err, Error::CwdUnreachable { why: Unreachable::HostBindLacksIt { .. }, .. }), "{err:?}");
+    assert!(err.to_string().contains("--rw ."), "{err}");
 }
 
 #[test]
 fn includes_decide_what_a_read_only_view_would_break() {
     let d = dir_in_tmp();
     let err = decide(d.path(), OsStr::new("make"), vec![], &Fresh::default(), &[d.path().join("cfg")]).unwrap_err();
-    assert!(err.contains(&format!("--rw {}", d.path().display())), "{err}");
+    assert!(matches!(&err, Error::IncludeInReadOnlyView { dir, .. } if dir == d.path()), "{err:?}");
+    assert!(err.to_string().contains(&format!("--rw {}", d.path().display())), "{err}");
     // A command copied into the new home is there to run.
     let tool = PathBuf::from("/home/bob/tool");
     assert!(decide(Path::new("/"), tool.as_os_str(), vec![], &fresh_home(), std::slice::from_ref(&tool)).is_ok());

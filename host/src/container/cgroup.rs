@@ -5,7 +5,43 @@
 //! Host facts (the mount table, `/proc/self/cgroup`) are parameters, so the logic runs
 //! on a temp-dir fixture in tests.
 
+use std::io;
 use std::path::{Path, PathBuf};
+
+/// Why the sandbox's cgroup could not be made or filled.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Neither v1 hierarchies nor a v2 one have the controllers asked for.
+    #[error("no cgroup hierarchy offers the controllers for the limits asked (memory, pids, cpu)")]
+    NoHierarchy,
+
+    #[error("cannot create the cgroup {}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The controller's file for a limit is in none of the cgroup's directories.
+    #[error("cgroup file {file} not found")]
+    NoLimitFile { file: String },
+
+    #[error("cannot write {value} to {}", .path.display())]
+    WriteLimit {
+        value: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("cannot add pid {pid} to the cgroup {}", .path.display())]
+    AddProcess {
+        pid: u32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -38,7 +74,7 @@ const CFS_PERIOD_US: u64 = 100_000;
 impl Cgroup {
     /// Creates the cgroup and writes the limits. `mounts` is /proc/mounts, `own` is
     /// /proc/self/cgroup.
-    pub fn create(limits: &Limits, name: &str, mounts: &str, own: &str) -> Result<Cgroup, String> {
+    pub fn create(limits: &Limits, name: &str, mounts: &str, own: &str) -> Result<Cgroup, Error> {
         let leaf = format!("virt-sandbox-{}", name.trim_start_matches("virt-sandbox-"));
         let v1 = |ctrl: &str| -> Option<PathBuf> {
             let mnt = mounts.lines().find_map(|l| {
@@ -67,7 +103,7 @@ impl Cgroup {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     (f.len() >= 3 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
                 })
-                .ok_or("no cgroup hierarchy offers the controllers for the limits asked (memory, pids, cpu)")?;
+                .ok_or(Error::NoHierarchy)?;
             let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim_start_matches('/');
             let parent = mnt.join(path);
             // Controllers must be enabled in the parent for the child to have them.
@@ -76,7 +112,7 @@ impl Cgroup {
             Cgroup { version: Version::V2, dirs: vec![parent.join(&leaf)] }
         };
         for d in &cg.dirs {
-            std::fs::create_dir(d).map_err(|e| format!("creating cgroup {}: {e}", d.display()))?;
+            std::fs::create_dir(d).map_err(|source| Error::CreateDir { path: d.clone(), source })?;
         }
         if let Err(e) = cg.write_limits(limits) {
             cg.remove();
@@ -89,13 +125,13 @@ impl Cgroup {
         self.dirs.iter().map(PathBuf::as_path).find(|d| d.join(file).exists())
     }
 
-    fn set(&self, file: &str, value: &str) -> Result<(), String> {
-        let dir = self.dir_with(file).ok_or_else(|| format!("cgroup file {file} not found"))?;
-        std::fs::write(dir.join(file), value)
-            .map_err(|e| format!("writing {value} to {}: {e}", dir.join(file).display()))
+    fn set(&self, file: &str, value: &str) -> Result<(), Error> {
+        let dir = self.dir_with(file).ok_or_else(|| Error::NoLimitFile { file: file.into() })?;
+        let path = dir.join(file);
+        std::fs::write(&path, value).map_err(|source| Error::WriteLimit { value: value.into(), path, source })
     }
 
-    fn write_limits(&self, l: &Limits) -> Result<(), String> {
+    fn write_limits(&self, l: &Limits) -> Result<(), Error> {
         match self.version {
             Version::V1 => {
                 if let Some(m) = l.memory {
@@ -128,10 +164,20 @@ impl Cgroup {
     }
 
     /// Moves `pid` into the cgroup (every controller's hierarchy on v1).
+    ///
+    /// A sentence rather than an [`Error`] while its caller, `process::spawn`, still
+    /// fails with strings.
     pub fn add(&self, pid: u32) -> Result<(), String> {
+        self.enter(pid).map_err(|e| crate::exit::describe(&e))
+    }
+
+    fn enter(&self, pid: u32) -> Result<(), Error> {
         for d in &self.dirs {
-            std::fs::write(d.join("cgroup.procs"), pid.to_string())
-                .map_err(|e| format!("adding pid {pid} to cgroup {}: {e}", d.display()))?;
+            std::fs::write(d.join("cgroup.procs"), pid.to_string()).map_err(|source| Error::AddProcess {
+                pid,
+                path: d.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -208,7 +254,7 @@ mod tests {
         }
         // create() fails on the fixture because mkdir makes no files; check the paths it chose.
         let err = Cgroup::create(&limits, "t", &mounts, &own).unwrap_err();
-        assert!(err.contains("memory.limit_in_bytes"), "{err}");
+        assert!(matches!(&err, Error::NoLimitFile { file } if file == "memory.limit_in_bytes"), "{err:?}");
         assert!(!mem.exists(), "a failed create removes what it made");
     }
 
@@ -219,7 +265,7 @@ mod tests {
         let mounts = format!("cgroup2 {} cgroup2 rw 0 0\n", d.path().display());
         let err = Cgroup::create(&Limits { pids: Some(10), ..Default::default() }, "x", &mounts, "0::/user.slice\n")
             .unwrap_err();
-        assert!(err.contains("pids.max"), "{err}");
+        assert!(matches!(&err, Error::NoLimitFile { file } if file == "pids.max"), "{err:?}");
         assert_eq!(std::fs::read_to_string(d.path().join("user.slice/cgroup.subtree_control")).unwrap(), "+pids");
     }
 
@@ -237,6 +283,19 @@ mod tests {
     #[test]
     fn no_controller_anywhere_is_a_clear_error() {
         let err = Cgroup::create(&Limits { memory: Some(1 << 20), ..Default::default() }, "x", "", "").unwrap_err();
-        assert!(err.contains("no cgroup hierarchy"), "{err}");
+        assert!(matches!(err, Error::NoHierarchy), "{err:?}");
+        assert!(err.to_string().starts_with("no cgroup hierarchy"), "{err}");
+    }
+
+    #[test]
+    fn a_process_that_cannot_be_moved_names_the_cgroup_and_why() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("gone");
+        let cg = Cgroup { version: Version::V2, dirs: vec![gone.clone()] };
+        let err = cg.enter(42).unwrap_err();
+        assert!(matches!(&err, Error::AddProcess { pid: 42, path, .. } if *path == gone), "{err:?}");
+        let line = cg.add(42).unwrap_err();
+        assert!(line.starts_with(&format!("cannot add pid 42 to the cgroup {}: ", gone.display())), "{line}");
+        assert!(line.contains("No such file or directory"), "{line}");
     }
 }

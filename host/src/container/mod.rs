@@ -8,6 +8,7 @@
 //! just before execve.
 
 mod cgroup;
+mod error;
 mod plan;
 mod process;
 pub mod seccomp;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cgroup::Limits as CgroupLimits;
+pub use error::Error;
 pub use plan::{id_map, mount_plan};
 
 /// Init has no kernel to boot: it answers within milliseconds or something is wrong.
@@ -37,14 +39,15 @@ pub struct Container;
 impl backend::Backend for Container {
     fn prepare(&self, spec: &Spec, cx: &mut Context) -> Result<Box<dyn Prepared>, Failure> {
         let crate::spec::Backend::Container(opts) = &spec.backend else {
-            return Err("the container backend was given another backend's spec".into());
+            return Err(Error::WrongSpec.into());
         };
         cx.timeline.same_kernel();
         let mut temp = TempDirs::default();
         let mounts = mount_plan(spec, &mut temp)?;
-        let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
-        let (init, init_path) = initfile::open()?;
-        let programs = if opts.seccomp { seccomp::programs()? } else { Vec::new() };
+        let (include_entries, include_files) =
+            crate::mounts::expand_includes(&spec.includes).map_err(Error::ExpandIncludes)?;
+        let (init, init_path) = initfile::open().map_err(Error::OpenInit)?;
+        let programs = if opts.seccomp { seccomp::programs().map_err(Error::SeccompPrograms)? } else { Vec::new() };
         cx.timeline.mark("init and seccomp programs ready");
         // A terminal is relayed (the command must not get the host's tty, where it could
         // inject input); anything else is handed straight to the command.
@@ -99,11 +102,11 @@ impl Prepared for Launch {
         let cgroup = if cg_limits.any() {
             let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
             let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            Some(cgroup::Cgroup::create(&cg_limits, &name, &mounts, &own)?)
+            Some(cgroup::Cgroup::create(&cg_limits, &name, &mounts, &own).map_err(Error::Cgroup)?)
         } else {
             None
         };
-        let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (ours, theirs) = UnixStream::pair().map_err(Error::SocketPair)?;
         let theirs = OwnedFd::from(theirs);
         let pid = process::spawn(&process::Launch {
             init: &init,
@@ -111,7 +114,8 @@ impl Prepared for Launch {
             idmap,
             control: &theirs,
             cgroup: cgroup.as_ref(),
-        })?;
+        })
+        .map_err(Error::Spawn)?;
         drop(theirs);
         cx.timeline.mark("namespaces created, init started");
         Ok(Launched {

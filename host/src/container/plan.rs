@@ -1,7 +1,7 @@
 //! The container's plan, pure: the mounts init makes (the root and API filesystems, the
 //! scratch tmpfs, the user's mounts) and the id mapping of its user namespace.
 
-use super::process;
+use super::{process, Error};
 use crate::layout::{common, scratch, TempDirs};
 use crate::mounts::UserMount;
 use crate::spec::Spec;
@@ -9,7 +9,7 @@ use protocol::{Mount, MountKind};
 
 /// The container's mounts, in order, for init: the root and API filesystems, the
 /// scratch tmpfs, then the user's mounts.
-pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, String> {
+pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, Error> {
     let m = |kind, target: &str, readonly| Mount { kind, target: target.into(), readonly };
     let root = match &spec.root {
         Some(dir) => m(MountKind::Bind { source: dir.to_string_lossy().into_owned() }, "/", false),
@@ -29,16 +29,14 @@ pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, String
         }
         match um {
             UserMount::HostBind { dst, src } => {
-                let source = temp.source(src)?.to_string_lossy().into_owned();
+                let source = temp.source(src).map_err(Error::BindSource)?.to_string_lossy().into_owned();
                 list.push(m(MountKind::Bind { source }, &dst.to_string_lossy(), false));
             }
             UserMount::CallerDir { dir } => {
                 let source = dir.to_string_lossy().into_owned();
                 list.push(m(MountKind::Bind { source }, &dir.to_string_lossy(), true));
             }
-            UserMount::HostImage { .. } => {
-                return Err("host-image mounts are not supported on the container backend: attaching a loop device is a host-wide privilege; use the VM backend".into())
-            }
+            UserMount::HostImage { .. } => return Err(Error::HostImage),
             _ => unreachable!("common() handles the rest"),
         }
     }

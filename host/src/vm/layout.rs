@@ -3,6 +3,7 @@
 //! mounts where, and which extra modules that needs. Pure apart from temp dirs.
 
 use super::plan::Share;
+use super::Error;
 use crate::layout::{common, fstype_of, scratch, TempDirs};
 use crate::mounts::{points_to_make_read_only, ImageFormat, UserMount};
 use crate::spec::Spec;
@@ -50,7 +51,7 @@ fn share_mount(share: Share, tag: &str, target: &str, readonly: bool) -> Mount {
     Mount { kind, target: target.into(), readonly }
 }
 
-pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout, String> {
+pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout, Error> {
     let mut l = VmLayout::default();
     let (root, readonly) = match &spec.root {
         Some(dir) => (dir.clone(), false),
@@ -73,7 +74,7 @@ pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout
         match m {
             UserMount::HostBind { dst, src } => {
                 let tag = format!("vs{}", l.shares.len());
-                let path = temp.source(src)?;
+                let path = temp.source(src).map_err(Error::BindSource)?;
                 l.shares.push(ShareConfig { tag: tag.clone(), path, readonly: false, socket: None });
                 l.mounts.push(share_mount(share, &tag, &dst.to_string_lossy(), false));
             }
@@ -83,10 +84,10 @@ pub fn layout(spec: &Spec, share: Share, temp: &mut TempDirs) -> Result<VmLayout
                 l.mounts.push(share_mount(share, &tag, &dir.to_string_lossy(), true));
             }
             UserMount::HostImage { dst, src, format } => {
-                let fstype = fstype_of(src, *format)?;
+                let fstype = fstype_of(src, *format).map_err(Error::ImageFilesystem)?;
                 let letter = (b'a' + l.disks.len() as u8) as char;
                 if l.disks.len() >= 26 {
-                    return Err("at most 26 host-image mounts".into());
+                    return Err(Error::TooManyImages);
                 }
                 l.disks.push(DiskConfig {
                     path: src.clone(),

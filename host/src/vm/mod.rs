@@ -5,11 +5,13 @@
 
 pub mod append;
 pub mod boot_image;
+mod error;
 pub mod layout;
 pub mod plan;
 
-use crate::backend::{Context, Failure};
-use crate::exit::describe;
+pub use error::Error;
+
+use crate::backend::Context;
 use crate::kernel::{self, KernelRequest, Roots};
 use crate::layout::TempDirs;
 use crate::spec::{Spec, VmOptions};
@@ -48,26 +50,22 @@ pub struct VmPlan {
 
 /// Chooses the kernel, accelerator and devices, and builds the initrd and boot image.
 /// `virtiofsd` is the backend's virtiofsd, or why it has none.
-pub fn prepare(
-    spec: &Spec,
-    opts: &VmOptions,
-    virtiofsd: Result<(), &str>,
-    cx: &mut Context,
-) -> Result<VmPlan, Failure> {
+pub fn prepare(spec: &Spec, opts: &VmOptions, virtiofsd: Result<(), &str>, cx: &mut Context) -> Result<VmPlan, Error> {
     // Choose.
     let req =
         KernelRequest { kernel: opts.kernel.clone(), kernver: opts.kernver.clone(), kmodpath: opts.kmodpath.clone() };
-    let kernel = kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(|e| describe(&e))?;
+    let kernel =
+        kernel::discover(&req, None, &kernel::running_release(), &Roots::host()).map_err(Error::DiscoverKernel)?;
     if let Some(n) = &kernel.notice {
         (cx.notice)(n);
     }
     let tree = match kernel.modules_present() {
-        true => Some(ModuleTree::open(&kernel.modules_dir).map_err(|e| describe(&e))?),
+        true => Some(ModuleTree::open(&kernel.modules_dir).map_err(Error::OpenModuleTree)?),
         false => None,
     };
     // A kernel without a modules tree must have what it needs built in.
     let has = |m: &str| tree.as_ref().map_or(Availability::Builtin, |t| t.availability(m));
-    let (accel, accel_notice) = accel::choose(opts.accel, &accel::Probe::host())?;
+    let (accel, accel_notice) = accel::choose(opts.accel, &accel::Probe::host()).map_err(Error::ChooseAccel)?;
     if let Some(n) = accel_notice {
         (cx.notice)(&n);
     }
@@ -88,14 +86,15 @@ pub fn prepare(
     let mut wanted: Vec<&str> = devices.modules.clone();
     wanted.extend(layout.modules.iter().map(String::as_str));
     let modules = match &tree {
-        Some(t) => t.resolve(&wanted).map_err(|e| describe(&e))?,
+        Some(t) => t.resolve(&wanted).map_err(Error::ResolveModules)?,
         None => Vec::new(),
     };
-    let (include_entries, include_files) = crate::mounts::expand_includes(&spec.includes)?;
-    let init = initfile::load()?;
+    let (include_entries, include_files) =
+        crate::mounts::expand_includes(&spec.includes).map_err(Error::ExpandIncludes)?;
+    let init = initfile::load().map_err(Error::LoadInit)?;
     let cache = virt_sandbox_initrd::default_cache_dir();
     let build = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
-    let initrd = virt_sandbox_initrd::lookup_or_build(&cache, &init, &modules, &build).map_err(|e| describe(&e))?;
+    let initrd = virt_sandbox_initrd::lookup_or_build(&cache, &init, &modules, &build).map_err(Error::BuildInitrd)?;
     let initrd_path = initrd.path().to_owned();
     cx.timeline.mark(match initrd {
         Cached::Hit(_) => "initrd (cache hit)",

@@ -2,6 +2,7 @@
 //! type (microvm needs virtio-mmio), the root share (virtiofs or 9p) and the modules
 //! the initrd must carry. Pure: tests pass a fake availability.
 
+use super::Error;
 use crate::cli::Fs;
 use virt_sandbox_initrd::modules::Availability;
 
@@ -30,7 +31,7 @@ pub struct Plan {
 const VIRTIOFS: &[&str] = &["virtiofs"];
 const NINEP: &[&str] = &["9pnet_virtio", "9p"];
 
-pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>) -> Result<Plan, String> {
+pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>) -> Result<Plan, Error> {
     let present = |m: &str| !matches!(has(m), Availability::Missing);
     let all = |ms: &[&str]| ms.iter().all(|m| present(m));
 
@@ -40,31 +41,25 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
         Machine::Q35 => "virtio_pci",
     };
     if !present(transport) {
-        return Err("the kernel has neither virtio_mmio nor virtio_pci, so it cannot run as a VM here; pick another with --kernel".into());
+        return Err(Error::NoVirtioTransport);
     }
     if !present("virtio_console") {
-        return Err(
-            "the kernel has no virtio_console driver, needed for the control channel; pick another with --kernel"
-                .into(),
-        );
+        return Err(Error::NoVirtioConsole);
     }
 
     let share = match fs {
         Fs::Virtiofs => {
             if !all(VIRTIOFS) {
-                return Err("--fs virtiofs: the kernel has no virtiofs driver; use --fs 9p or another --kernel".into());
+                return Err(Error::NoVirtiofsDriver);
             }
             if let Some(why) = virtiofsd {
-                return Err(format!("--fs virtiofs: {why}"));
+                return Err(Error::NoVirtiofsd { why: why.into() });
             }
             Share::Virtiofs
         }
         Fs::NineP => {
             if !all(NINEP) {
-                return Err(
-                    "--fs 9p: the kernel has no 9p driver (9p, 9pnet_virtio); use --fs virtiofs or another --kernel"
-                        .into(),
-                );
+                return Err(Error::No9pDriver);
             }
             Share::NineP
         }
@@ -74,12 +69,9 @@ pub fn plan(has: &dyn Fn(&str) -> Availability, fs: Fs, virtiofsd: Option<&str>)
             } else if all(NINEP) {
                 Share::NineP
             } else if all(VIRTIOFS) {
-                return Err(format!(
-                    "the kernel only supports virtiofs, but {}",
-                    virtiofsd.unwrap_or("virtiofsd is unusable")
-                ));
+                return Err(Error::OnlyVirtiofs { why: virtiofsd.unwrap_or("virtiofsd is unusable").into() });
             } else {
-                return Err("the kernel has neither virtiofs nor 9p, so the host root cannot be shared; pick another with --kernel".into());
+                return Err(Error::NoSharedFs);
             }
         }
     };
@@ -131,9 +123,19 @@ mod tests {
 
     #[test]
     fn a_kernel_without_9p_cannot_be_forced_to_it() {
-        assert!(plan(&kernel(CLOUD), Fs::NineP, None).unwrap_err().contains("--fs 9p"));
+        assert!(matches!(plan(&kernel(CLOUD), Fs::NineP, None), Err(Error::No9pDriver)));
         let err = plan(&kernel(CLOUD), Fs::Auto, Some("virtiofsd is not installed")).unwrap_err();
-        assert!(err.contains("virtiofsd is not installed"), "{err}");
+        assert!(matches!(&err, Error::OnlyVirtiofs { why } if why == "virtiofsd is not installed"), "{err:?}");
+        assert_eq!(err.to_string(), "the kernel only supports virtiofs, but virtiofsd is not installed");
+        let err = plan(&kernel(CLOUD), Fs::Virtiofs, Some("virtiofsd is not installed")).unwrap_err();
+        assert!(err.to_string().starts_with("--fs virtiofs: virtiofsd is not installed"), "{err}");
+    }
+
+    #[test]
+    fn a_kernel_that_cannot_be_a_vm_is_refused_naming_the_driver() {
+        assert!(matches!(plan(&kernel(&["virtio_console", "9p"]), Fs::Auto, None), Err(Error::NoVirtioTransport)));
+        assert!(matches!(plan(&kernel(&["virtio_mmio", "9p"]), Fs::Auto, None), Err(Error::NoVirtioConsole)));
+        assert!(matches!(plan(&kernel(&["virtio_mmio", "virtio_console"]), Fs::Auto, None), Err(Error::NoSharedFs)));
     }
 
     #[test]
