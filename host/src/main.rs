@@ -71,10 +71,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli, mut timeline: Timeline) -> Result<ExitCode, Error> {
     let cwd = std::env::current_dir().map_err(Error::CurrentDir)?;
     let caller = Caller {
-        // SAFETY: getuid/getgid cannot fail.
-        uid: unsafe { libc::getuid() },
-        // SAFETY: as above.
-        gid: unsafe { libc::getgid() },
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
         groups: current_groups(),
         env: std::env::vars_os().collect(),
         cwd,

@@ -164,14 +164,7 @@ impl Cgroup {
     }
 
     /// Moves `pid` into the cgroup (every controller's hierarchy on v1).
-    ///
-    /// A sentence rather than an [`Error`] while its caller, `process::spawn`, still
-    /// fails with strings.
-    pub fn add(&self, pid: u32) -> Result<(), String> {
-        self.enter(pid).map_err(|e| crate::exit::describe(&e))
-    }
-
-    fn enter(&self, pid: u32) -> Result<(), Error> {
+    pub fn enter(&self, pid: u32) -> Result<(), Error> {
         for d in &self.dirs {
             std::fs::write(d.join("cgroup.procs"), pid.to_string()).map_err(|source| Error::AddProcess {
                 pid,
@@ -294,7 +287,7 @@ mod tests {
         let cg = Cgroup { version: Version::V2, dirs: vec![gone.clone()] };
         let err = cg.enter(42).unwrap_err();
         assert!(matches!(&err, Error::AddProcess { pid: 42, path, .. } if *path == gone), "{err:?}");
-        let line = cg.add(42).unwrap_err();
+        let line = crate::exit::describe(&err);
         assert!(line.starts_with(&format!("cannot add pid 42 to the cgroup {}: ", gone.display())), "{line}");
         assert!(line.contains("No such file or directory"), "{line}");
     }

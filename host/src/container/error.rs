@@ -2,9 +2,7 @@
 //! (`cgroup::Error`, which it wraps).
 //!
 //! A step whose callee has a typed error wraps it whole; its message already names
-//! what failed. Two steps still receive a sentence as a `String` from code without an
-//! error type yet: the seccomp programs (`seccomp::programs`) and the start of init in
-//! its namespaces (`process::spawn`). Messages do not repeat their source: the binary
+//! what failed. Messages do not repeat their source: the binary
 //! prints the chain.
 
 use std::io;
@@ -30,8 +28,8 @@ pub enum Error {
     #[error(transparent)]
     OpenInit(crate::initfile::Error),
 
-    #[error("cannot build the seccomp filter: {0}")]
-    SeccompPrograms(String),
+    #[error("cannot build the seccomp filter")]
+    SeccompPrograms(#[source] super::seccomp::Error),
 
     /// The cgroup for `--memory`, `--pids` or `--cpus`.
     #[error(transparent)]
@@ -41,8 +39,7 @@ pub enum Error {
     #[error("cannot create the control socket pair")]
     SocketPair(#[source] io::Error),
 
-    /// Namespaces, id maps, the cgroup move or the exec of init; the sentence comes
-    /// from `process::spawn`.
-    #[error("cannot start the container: {0}")]
-    Spawn(String),
+    /// Namespaces, id maps, the cgroup move or the exec of init.
+    #[error(transparent)]
+    Spawn(super::process::Error),
 }

@@ -93,10 +93,7 @@ struct Launch {
 impl Prepared for Launch {
     fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
         let Launch { opts, name, privileged, init, init_path, run_spec, limits, temp } = *self;
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        // SAFETY: getegid cannot fail.
-        let egid = unsafe { libc::getegid() };
+        let (euid, egid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         let idmap = id_map(euid, egid, opts.userns, privileged);
         let cg_limits = CgroupLimits { memory: opts.memory, pids: opts.pids, cpus: opts.cpus };
         let cgroup = if cg_limits.any() {
@@ -140,8 +137,9 @@ impl Running for RunningContainer {
         if let Some(pid) = self.pid.take() {
             // Killing PID 1 of the namespace kills every process in it.
             proc::kill(pid);
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
         }
     }
 

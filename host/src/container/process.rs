@@ -40,17 +40,18 @@ pub struct Launch<'a> {
 ///
 /// Must be called while the launcher is single-threaded: the child runs ordinary code
 /// between clone and exec.
-pub fn spawn(l: &Launch) -> Result<u32, String> {
-    let init_path = CString::new(l.init_path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+pub fn spawn(l: &Launch) -> Result<u32, Error> {
+    let init_path = CString::new(l.init_path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::InitPathNul(l.init_path.to_owned()))?;
     let (init_id, init_size) = {
         use std::os::unix::fs::MetadataExt;
-        let m = l.init.metadata().map_err(|e| format!("the init binary: {e}"))?;
+        let m = l.init.metadata().map_err(Error::InitMetadata)?;
         ((m.dev(), m.ino()), m.len() as usize)
     };
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let argv0 = c"virt-sandbox-init";
-    let env = [CString::new(format!("VIRT_SANDBOX_CONTROL_FD={CONTROL_FD}")).map_err(|e| e.to_string())?];
+    let env = [CString::new(format!("VIRT_SANDBOX_CONTROL_FD={CONTROL_FD}")).expect("no NUL in a number")];
     let argv = [argv0.as_ptr(), std::ptr::null()];
     let envp = [env[0].as_ptr(), std::ptr::null()];
     // At most 63: a capability set has 64 bits.
@@ -72,7 +73,7 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     // child gets a copy of this (single-threaded) process.
     let pid = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0) };
     if pid < 0 {
-        return Err(format!("creating the container's namespaces: {}", std::io::Error::last_os_error()));
+        return Err(Error::Clone(std::io::Error::last_os_error()));
     }
     if pid == 0 {
         let exe = Exe { fd: l.init.as_fd(), size: init_size, path: &init_path, id: init_id };
@@ -87,20 +88,19 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     }
     let pid = pid as u32;
     drop((sync_r, err_w));
-    let fail = |msg: String| {
+    let fail = |err: Error| {
         // Kill and reap our own child.
         if let Some(child) = Pid::from_raw(pid as i32) {
             let _ = rustix::process::kill_process(child, Signal::KILL);
             let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
         }
-        Err(msg)
+        Err(err)
     };
 
     // From outside: the id maps (only a process outside may write them) ...
     if let Some(m) = &l.idmap {
-        let w = |file: &str, data: &str| {
-            std::fs::write(format!("/proc/{pid}/{file}"), data)
-                .map_err(|e| format!("writing {file} of the container: {e}"))
+        let w = |file: &'static str, data: &str| {
+            std::fs::write(format!("/proc/{pid}/{file}"), data).map_err(|source| Error::WriteIdMap { file, source })
         };
         let r = w("setgroups", if m.setgroups { "allow" } else { "deny" })
             .and_then(|_| w("uid_map", &m.uid_map))
@@ -111,8 +111,8 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     }
     // ... and the cgroup, before init runs anything.
     if let Some(cg) = l.cgroup {
-        if let Err(e) = cg.add(pid) {
-            return fail(e);
+        if let Err(e) = cg.enter(pid) {
+            return fail(Error::Cgroup(e));
         }
     }
     let _ = rustix::io::write(&sync_w, b"g");
@@ -120,10 +120,7 @@ pub fn spawn(l: &Launch) -> Result<u32, String> {
     let mut errno = [0u8; 4];
     // EOF (0) means the exec happened.
     if rustix::io::read(&err_r, &mut errno) == Ok(4) {
-        return fail(format!(
-            "starting the container's init: {}",
-            std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))
-        ));
+        return fail(Error::ExecInit(std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))));
     }
     Ok(pid)
 }
@@ -287,6 +284,29 @@ fn sealed_memfd(init: BorrowedFd, size: usize) -> rustix::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", std::io::Error::from(e)))
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::Pipe(e.into()))
+}
+
+/// A step of starting init in its namespaces that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the init binary's path {0:?} holds a NUL byte")]
+    InitPathNul(std::path::PathBuf),
+    #[error("cannot read the init binary's metadata")]
+    InitMetadata(#[source] std::io::Error),
+    #[error("cannot create a pipe to the container's init")]
+    Pipe(#[source] std::io::Error),
+    #[error("cannot create the container's namespaces")]
+    Clone(#[source] std::io::Error),
+    #[error("cannot write {file} of the container")]
+    WriteIdMap {
+        file: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(super::cgroup::Error),
+    #[error("cannot start the container's init")]
+    ExecInit(#[source] std::io::Error),
 }

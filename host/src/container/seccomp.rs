@@ -74,7 +74,7 @@ const ARG0_LOW: u32 = 16;
 const LINEAR_MAX: usize = 3;
 
 /// The programs to install, in order, each as 8-byte instructions.
-pub fn programs() -> Result<Vec<Vec<u8>>, String> {
+pub fn programs() -> Result<Vec<Vec<u8>>, Error> {
     Ok(vec![to_bytes(&program()?)])
 }
 
@@ -128,15 +128,15 @@ impl Asm {
     }
 
     /// Offsets resolved, the return instructions appended once each at the end.
-    fn finish(self) -> Result<Vec<libc::sock_filter>, String> {
+    fn finish(self) -> Result<Vec<libc::sock_filter>, Error> {
         let rets = [ALLOW, EPERM, ENOSYS, KILL];
-        let at = |to: To, i: usize| -> Result<u8, String> {
+        let at = |to: To, i: usize| -> Result<u8, Error> {
             let target = match to {
                 To::Next => i + 1,
                 To::At(t) => t,
-                To::Ret(k) => self.code.len() + rets.iter().position(|&r| r == k).ok_or("unknown action")?,
+                To::Ret(k) => self.code.len() + rets.iter().position(|&r| r == k).ok_or(Error::UnknownAction(k))?,
             };
-            u8::try_from(target - (i + 1)).map_err(|_| format!("seccomp jump too long at instruction {i}"))
+            u8::try_from(target - (i + 1)).map_err(|_| Error::JumpTooLong(i))
         };
         let mut out = Vec::with_capacity(self.code.len() + rets.len());
         for (i, &(code, yes, no, k)) in self.code.iter().enumerate() {
@@ -148,7 +148,7 @@ impl Asm {
     }
 }
 
-fn program() -> Result<Vec<libc::sock_filter>, String> {
+fn program() -> Result<Vec<libc::sock_filter>, Error> {
     let mut a = Asm { code: Vec::new() };
     a.load(ARCH);
     a.jump(JEQ, AUDIT_ARCH_X86_64, To::Next, To::Ret(KILL));
@@ -170,6 +170,15 @@ fn program() -> Result<Vec<libc::sock_filter>, String> {
     a.load(ARG0_LOW);
     a.jump(JSET, libc::CLONE_NEWUSER as u32, To::Ret(EPERM), To::Ret(ALLOW));
     a.finish()
+}
+
+/// A filter our assembler cannot encode: a bug in the policy or the assembler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the seccomp filter returns an action it has no return instruction for ({0:#x})")]
+    UnknownAction(u32),
+    #[error("a seccomp jump at instruction {0} is longer than 255 instructions")]
+    JumpTooLong(usize),
 }
 
 fn to_bytes(prog: &[libc::sock_filter]) -> Vec<u8> {

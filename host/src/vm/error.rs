@@ -20,9 +20,9 @@ pub enum Error {
     #[error(transparent)]
     OpenModuleTree(virt_sandbox_initrd::Error),
 
-    /// `--accel kvm` where KVM cannot be used; the sentence comes from `accel::choose`.
-    #[error("{0}")]
-    ChooseAccel(String),
+    /// `--accel kvm` where KVM cannot be used.
+    #[error(transparent)]
+    ChooseAccel(crate::accel::KvmUnusable),
 
     /// Neither virtio transport is there: no device could reach the guest.
     #[error(
