@@ -2,7 +2,7 @@
 //! unit-tested without booting anything. Every error here is a usage error (exit 125)
 //! raised before anything starts.
 
-use crate::cli::{Accel, Cli, Fs};
+use crate::cli::{Accel, Cli, Fs, Transport};
 use crate::identity::UserDb;
 use crate::mounts::{self, Include, UserMount};
 use crate::units::{parse_duration, parse_size};
@@ -50,6 +50,7 @@ pub struct Spec {
     pub boot_timeout: Option<Duration>,
     pub accel: Accel,
     pub fs: Fs,
+    pub transport: Transport,
     pub kernel: Option<PathBuf>,
     pub kernver: Option<String>,
     pub kmodpath: Option<PathBuf>,
@@ -148,6 +149,11 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
     if let (Backend::Qemu, Some((_, option))) = (&backend, container_only.iter().find(|(given, _)| *given)) {
         return Err(format!("{option} applies to containers only (-c lxc:///)"));
     }
+    // A container's channel is a socketpair: asking for a VM's transport there is a
+    // mistake to point out, not a wish to ignore.
+    if backend == Backend::Container && cli.transport != Transport::Auto {
+        return Err("--transport applies to VMs only (-c qemu:///session)".into());
+    }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(|e| format!("--timeout: {e}"))?;
     if timeout == Some(Duration::ZERO) {
         return Err("--timeout 0 would stop the command before it starts: give a positive duration".into());
@@ -182,6 +188,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, String> {
         boot_timeout,
         accel: cli.accel,
         fs: cli.fs,
+        transport: cli.transport,
         kernel: cli.kernel.map(absolute),
         kernver: cli.kernver,
         kmodpath: cli.kmodpath.map(absolute),

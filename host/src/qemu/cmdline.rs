@@ -3,7 +3,7 @@
 
 use super::plan::{Machine, Share};
 use crate::accel::Chosen;
-use protocol::CONTROL_PORT_NAME;
+use protocol::{Transport, CONTROL_PORT_NAME};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,17 @@ pub struct DiskConfig {
     pub format: &'static str,
 }
 
+/// The device the control channel goes through, and how QEMU reaches its host side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlDevice {
+    /// A virtio-serial port; QEMU connects it to our listening socket.
+    Serial { socket: PathBuf },
+    /// vhost-user vsock; QEMU connects to vhost-device-vsock's socket.
+    VhostUserVsock { socket: PathBuf },
+    /// The host kernel's vhost-vsock, with the guest's CID.
+    VhostVsock { guest_cid: u32 },
+}
+
 pub struct VmConfig {
     pub name: String,
     pub accel: Chosen,
@@ -44,8 +55,7 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// 9p as root: passthrough, so files the guest creates get the guest user's owner.
     pub nine_p_passthrough: bool,
-    /// Our listening socket for the control channel; QEMU connects to it.
-    pub control_socket: PathBuf,
+    pub control: ControlDevice,
 }
 
 /// A host path as the value of an option in a QEMU option list (`-fsdev path=`,
@@ -82,8 +92,10 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     // No defaults, no config files, no firmware display: only what is listed here.
     a.push(&["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]);
     a.push(&["-name", &c.name]);
-    // virtiofs needs guest memory that virtiofsd can map: a shared memfd backend.
-    let backend = if c.share == Share::Virtiofs { ",memory-backend=mem" } else { "" };
+    // virtiofs and vhost-user vsock need guest memory that their daemon can map: a
+    // shared memfd backend.
+    let shared = c.share == Share::Virtiofs || matches!(c.control, ControlDevice::VhostUserVsock { .. });
+    let backend = if shared { ",memory-backend=mem" } else { "" };
     match c.machine {
         // rtc=on: the kernel's rtc_cmos probe costs over a second without it.
         Machine::Microvm => a.push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
@@ -95,7 +107,7 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     };
     a.push(&["-accel", accel, "-cpu", cpu_model(c.accel)]);
     a.push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
-    if c.share == Share::Virtiofs {
+    if shared {
         a.push(&["-object", &format!("memory-backend-memfd,id=mem,size={mib}M,share=on")]);
     }
     // QEMU takes -kernel, -initrd and -append whole, not as option lists (vl.c stores
@@ -137,12 +149,23 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
         a.push(&["-device", &format!("{},drive=disk{i}", dev("virtio-blk-device", "virtio-blk-pci"))]);
     }
 
-    a.push_os("-chardev", with_path("socket,id=ctl,path=", &c.control_socket, ""));
-    // Two ports, not the default 31: the guest driver sets up two virtqueues for every
-    // possible port as it probes (about 55 ms of a TCG boot with 31). Port 0 is kept for
-    // a virtconsole, so ours is port 1.
-    a.push(&["-device", &format!("{},max_ports=2", dev("virtio-serial-device", "virtio-serial-pci"))]);
-    a.push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
+    match &c.control {
+        ControlDevice::Serial { socket } => {
+            a.push_os("-chardev", with_path("socket,id=ctl,path=", socket, ""));
+            // Two ports, not the default 31: the guest driver sets up two virtqueues for
+            // every possible port as it probes (about 55 ms of a TCG boot with 31). Port
+            // 0 is kept for a virtconsole, so ours is port 1.
+            a.push(&["-device", &format!("{},max_ports=2", dev("virtio-serial-device", "virtio-serial-pci"))]);
+            a.push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
+        }
+        ControlDevice::VhostUserVsock { socket } => {
+            a.push_os("-chardev", with_path("socket,id=ctl,path=", socket, ""));
+            a.push(&["-device", &format!("{},chardev=ctl", dev("vhost-user-vsock-device", "vhost-user-vsock-pci"))]);
+        }
+        ControlDevice::VhostVsock { guest_cid } => {
+            a.push(&["-device", &format!("{},guest-cid={guest_cid}", dev("vhost-vsock-device", "vhost-vsock-pci"))]);
+        }
+    }
     a.0
 }
 
@@ -181,9 +204,18 @@ pub fn cpu_model(accel: Chosen) -> &'static str {
 }
 
 /// The kernel command line. `quiet` unless debugging: every console byte is slow to
-/// emulate, and errors and panics still print at this level.
-pub fn kernel_append(machine: Machine, accel: Chosen, cpus: u32, debug: bool, tsc_khz: Option<u64>) -> String {
-    let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t"];
+/// emulate, and errors and panics still print at this level. `transport` tells init
+/// where its control channel is.
+pub fn kernel_append(
+    machine: Machine,
+    accel: Chosen,
+    cpus: u32,
+    debug: bool,
+    tsc_khz: Option<u64>,
+    transport: Transport,
+) -> String {
+    let transport = transport.kernel_words();
+    let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t", &transport];
     if accel == Chosen::Tcg && cpus > 1 {
         // The kernel boots on one vCPU and init brings the others online (guest-init's
         // cpus.rs). QEMU 7.2's multi-threaded TCG can keep running a stale translation
@@ -278,7 +310,7 @@ mod tests {
             ],
             disks: vec![],
             nine_p_passthrough: true,
-            control_socket: "/run/x/ctl.sock".into(),
+            control: ControlDevice::Serial { socket: "/run/x/ctl.sock".into() },
         }
     }
 
@@ -335,7 +367,7 @@ mod tests {
         let mut c = cfg(share, Machine::Microvm);
         c.shares[1].path = "/home/u/a,b".into();
         c.shares[1].socket = Some("/run/x,y/vfs1.sock".into());
-        c.control_socket = "/run/x,y/ctl.sock".into();
+        c.control = ControlDevice::Serial { socket: "/run/x,y/ctl.sock".into() };
         c.disks = vec![DiskConfig { path: "/img/disk,1.img".into(), format: "raw" }];
         c
     }
@@ -394,16 +426,49 @@ mod tests {
     }
 
     #[test]
+    fn vhost_user_vsock_replaces_the_serial_port_and_shares_memory() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        c.control = ControlDevice::VhostUserVsock { socket: "/run/x,y/vhost-vsock.sock".into() };
+        let s = joined(&c);
+        assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem"), "{s}");
+        assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"), "{s}");
+        assert_eq!(value_of(&c, "-chardev", "socket,id=ctl,"), "socket,id=ctl,path=/run/x,,y/vhost-vsock.sock");
+        assert!(s.contains("-device vhost-user-vsock-device,chardev=ctl"), "{s}");
+        assert!(!s.contains("virtio-serial") && !s.contains("virtserialport"), "{s}");
+        c.machine = Machine::Q35;
+        assert!(joined(&c).contains("-device vhost-user-vsock-pci,chardev=ctl"));
+    }
+
+    #[test]
+    fn the_kernels_vhost_vsock_needs_only_the_guest_cid() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        c.control = ControlDevice::VhostVsock { guest_cid: 0x8000_0003 };
+        let s = joined(&c);
+        assert!(s.contains("-device vhost-vsock-device,guest-cid=2147483651"), "{s}");
+        assert!(!s.contains("memory-backend") && !s.contains("id=ctl"), "{s}");
+        c.machine = Machine::Q35;
+        assert!(joined(&c).contains("-device vhost-vsock-pci,guest-cid=2147483651"));
+    }
+
+    #[test]
+    fn the_transport_reaches_init_on_the_kernel_command_line() {
+        for t in [Transport::VirtioSerial, Transport::Vsock { port: 1024 }] {
+            let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, None, t);
+            assert_eq!(Transport::from_cmdline(&a), Ok(t), "{a}");
+        }
+    }
+
+    #[test]
     fn kernel_command_line() {
-        let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, Some(2_400_000));
+        let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, Some(2_400_000), Transport::VirtioSerial);
         assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
         assert!(a.contains("mitigations=off") && a.contains("cryptomgr.notests") && a.contains("init_on_alloc=0"));
         assert!(a.contains("tsc=nowatchdog"));
         assert!(!a.contains("maxcpus"));
-        let k = kernel_append(Machine::Q35, Chosen::Kvm, 2, true, None);
+        let k = kernel_append(Machine::Q35, Chosen::Kvm, 2, true, None, Transport::VirtioSerial);
         assert!(k.contains("loglevel=7") && !k.contains("mitigations") && !k.contains("tsc="));
         assert!(!k.contains("maxcpus"), "KVM boots every vCPU: {k}");
-        let two = kernel_append(Machine::Microvm, Chosen::Tcg, 2, false, None);
+        let two = kernel_append(Machine::Microvm, Chosen::Tcg, 2, false, None, Transport::VirtioSerial);
         assert!(
             two.contains("maxcpus=1") && two.contains("noreplace-smp") && two.contains("no_ipi_broadcast=1"),
             "{two}"

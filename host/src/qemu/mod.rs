@@ -9,7 +9,9 @@ mod console;
 mod layout;
 mod plan;
 mod virtiofsd;
+mod vsock;
 
+use crate::control::Control;
 use crate::exit::Outcome;
 use crate::kernel::{self, KernelRequest, Roots};
 use crate::layout::TempDirs;
@@ -18,7 +20,7 @@ use crate::session::{self, Limits};
 use crate::spec::Spec;
 use crate::timings::Timeline;
 use crate::{accel, initfile, proc};
-use cmdline::VmConfig;
+use cmdline::{ControlDevice, VmConfig};
 use plan::Share;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
@@ -66,10 +68,19 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         ));
     }
     let virtiofsd = virtiofsd::find();
-    let plan = plan::plan(&has, spec.fs, virtiofsd.as_ref().err().map(String::as_str))?;
+    let vsock = vsock::probe();
+    let (no_virtiofsd, no_vsock) = (virtiofsd.as_ref().err(), vsock.as_ref().err());
+    let plan =
+        plan::plan(&has, spec.fs, no_virtiofsd.map(String::as_str), spec.transport, no_vsock.map(String::as_str))?;
     timeline.mark("kernel, accelerator and devices chosen");
 
-    // Prepare.
+    // Prepare. A vsock helper starts first, to be ready when QEMU is.
+    let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
+    let mut vsock_host = match (plan.channel, vsock) {
+        (plan::Channel::Vsock, Ok(device)) => Some(vsock::listen(&device, rundir.path(), seed())?),
+        _ => None,
+    };
+    let transport = vsock_host.as_ref().map_or(protocol::Transport::VirtioSerial, vsock::Host::transport);
     let mut temp = TempDirs::default();
     let layout = layout::layout(spec, plan.share, &mut temp)?;
     let mut wanted: Vec<&str> = plan.modules.clone();
@@ -105,16 +116,17 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         accel::Chosen::Kvm => None,
     };
-    let append = cmdline::kernel_append(plan.machine, accel, cpus, spec.debug, tsc);
+    let append = cmdline::kernel_append(plan.machine, accel, cpus, spec.debug, tsc, transport);
     if spec.verbose {
         notice(&format!(
-            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
+            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, channel over {:?}, {} vCPU(s)",
             kernel.image.display(),
             kernel.version,
             boot_name.display(),
             accel,
             plan.machine,
             plan.share,
+            plan.channel,
             cpus
         ));
         notice(&format!("kernel command line: {append}"));
@@ -122,9 +134,11 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     }
 
     // Start.
-    let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
     let ctl_path = rundir.path().join("ctl.sock");
-    let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
+    let listener = match vsock_host {
+        Some(_) => None,
+        None => Some(UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?),
+    };
     let mut helpers = Helpers::default();
     let mut shares = layout.shares;
     let mut daemons = Vec::new();
@@ -150,8 +164,11 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         disks: layout.disks,
         // SAFETY: geteuid cannot fail.
         nine_p_passthrough: unsafe { libc::geteuid() } == 0,
-        control_socket: ctl_path,
+        control: vsock_host.as_ref().map_or(ControlDevice::Serial { socket: ctl_path }, vsock::Host::device),
     };
+    if let Some(host) = vsock_host.as_mut() {
+        helpers.vsock = host.ready()?;
+    }
     let console = console::Tail::default();
     let qemu_err = console::Tail::default();
     let qemu = spawn_qemu(&cfg, &console, &qemu_err, spec.debug)?;
@@ -175,23 +192,31 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         timeline.mark("virtiofsd started");
     }
 
-    let stream = match accept(&listener, &mut helpers) {
-        Ok(s) => s,
-        Err(reason) => {
-            // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
-            let grace = Duration::from_millis(200);
-            let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
-            helpers.stop();
-            return match virtiofsd_failed {
-                Some(why) => Err(why),
-                None => Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) }),
+    // vsock: the guest connects once booted, and the session waits for it.
+    let control = match (vsock_host, listener) {
+        (Some(host), _) => host.pending(qemu_pid, rundir.path()),
+        (None, listener) => {
+            let stream = match listener.as_ref().map(|l| accept(l, &mut helpers)) {
+                Some(Ok(s)) => s,
+                Some(Err(reason)) => {
+                    // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
+                    let grace = Duration::from_millis(200);
+                    let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
+                    helpers.stop();
+                    return match virtiofsd_failed {
+                        Some(why) => Err(why),
+                        None => Ok(Outcome::Failed { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) }),
+                    };
+                }
+                None => return Err("no control channel was set up".into()),
             };
+            // Every socket is connected: nothing needs the paths any more.
+            drop(listener);
+            rundir.remove();
+            timeline.mark("QEMU connected");
+            Control::from(stream)
         }
     };
-    // Every socket is connected: nothing needs the paths any more.
-    drop(listener);
-    rundir.remove();
-    timeline.mark("QEMU connected");
 
     // Run.
     let events = session::events(qemu_pid, "QEMU");
@@ -209,7 +234,7 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
     let run = spec.run_spec(layout.mounts, protocol::Stdio::Relay, protocol::Security::default(), include_entries);
     // Torn down once the run has an outcome: the guest synced before reporting and waits
     // for this, so nothing is lost by killing it.
-    let outcome = session::run(stream, run, &limits, events, timeline, &mut || helpers.stop());
+    let outcome = session::run(control, run, &limits, events, timeline, &mut || helpers.stop());
     timeline.mark("sandbox gone");
     Ok(match outcome {
         Outcome::Failed { reason, console: None } => {
@@ -234,6 +259,8 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
 struct Helpers {
     qemu: Option<Child>,
     virtiofsd: Vec<Child>,
+    /// vhost-device-vsock, when the channel goes through it.
+    vsock: Option<Child>,
     /// Publishing what this launch added to the cache; it returns the staged entries,
     /// whose temporary names (which QEMU booted from) go when they are dropped.
     publishing: Option<JoinHandle<Vec<Staged>>>,
@@ -244,7 +271,7 @@ impl Helpers {
     /// then reaping made this step 2.4 x longer here (median 17 -> 42 ms, 14 pairs).
     /// Then, with QEMU gone, the temporary cache files.
     fn stop(&mut self) {
-        for child in self.qemu.take().into_iter().chain(self.virtiofsd.drain(..)) {
+        for child in self.qemu.take().into_iter().chain(self.virtiofsd.drain(..)).chain(self.vsock.take()) {
             let mut child = child;
             proc::kill(child.id());
             let _ = child.wait();
@@ -286,6 +313,12 @@ fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, deb
         errs.capture(err, debug);
     }
     Ok(child)
+}
+
+/// Varies the guest's vsock CID between launchers (`vsock::guest_cid`).
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    (u64::from(std::process::id()) << 32) ^ nanos as u64
 }
 
 /// Waits for QEMU to connect the control socket; fails if QEMU exits first.
