@@ -166,11 +166,15 @@ fn start(spec: &Spec, notice: &dyn Fn(&str), timeline: &mut Timeline) -> Result<
         nine_p_passthrough: unsafe { libc::geteuid() } == 0,
         control: vsock_host.as_ref().map_or(ControlDevice::Serial { socket: ctl_path }, vsock::Host::device),
     };
-    if let Some(host) = vsock_host.as_mut() {
-        helpers.vsock = host.ready()?;
-    }
     let console = console::Tail::default();
     let qemu_err = console::Tail::default();
+    if let Some(host) = vsock_host.as_mut() {
+        helpers.vsock = host.ready()?;
+        // Its complaints, if any, go with QEMU's into a failure's report.
+        if let Some(err) = helpers.vsock.as_mut().and_then(|c| c.stderr.take()) {
+            qemu_err.capture(err, spec.debug);
+        }
+    }
     let qemu = spawn_qemu(&cfg, &console, &qemu_err, spec.debug)?;
     let qemu_pid = qemu.id();
     helpers.qemu = Some(qemu);

@@ -149,7 +149,7 @@ impl Host {
     }
 
     /// Waits until the helper listens (QEMU fails to start without its socket) and
-    /// hands it over, to be stopped with QEMU.
+    /// hands it over, to be stopped with QEMU; its stderr is the caller's to drain.
     pub fn ready(&mut self) -> Result<Option<Child>, String> {
         let Some((mut child, socket)) = self.helper.take() else { return Ok(None) };
         let start = Instant::now();
@@ -172,8 +172,6 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        // Nothing reads its stderr from here on: a full pipe must not block it.
-        drop(child.stderr.take());
         Ok(Some(child))
     }
 
@@ -182,13 +180,25 @@ impl Host {
     /// (the helper reaches our listener by its path until then), so that a launcher
     /// killed later leaves nothing behind; its owner removes it again at the end.
     pub fn pending(self, qemu: u32, rundir: &Path) -> Control {
-        let Host { listener, peer_cid, .. } = self;
+        // A second fd for the listener, as Host's drop owns the first.
+        let (listener, peer_cid) = (self.listener.try_clone(), self.peer_cid);
         let rundir = rundir.to_owned();
         Control::Pending(Box::new(move || {
-            let r = accept(&listener, qemu, peer_cid);
+            let r = listener.and_then(|l| accept(&l, qemu, peer_cid));
             let _ = std::fs::remove_dir_all(rundir);
             r
         }))
+    }
+}
+
+impl Drop for Host {
+    /// A helper never handed over (the launch failed before QEMU) goes now, not with
+    /// the launcher: `--bench` runs many launches in one.
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.helper.take() {
+            proc::kill(child.id());
+            let _ = child.wait();
+        }
     }
 }
 

@@ -121,6 +121,21 @@ fn a_helper_that_fails_at_start_is_named_with_the_fix() {
 }
 
 #[test]
+fn a_helper_never_handed_over_is_stopped_with_its_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A helper that runs on, as a real one serves until it is stopped.
+    let helper = dir.path().join("helper");
+    std::fs::write(&helper, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host = listen(&Device::Helper(helper), dir.path(), 1).unwrap();
+    let pid = host.helper.as_ref().map(|(c, _)| c.id()).unwrap();
+    drop(host);
+    // Gone and reaped: not even a zombie left.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "helper {pid} outlived its host");
+}
+
+#[test]
 fn the_kernels_listener_gets_a_port_of_its_own() {
     // Binding needs AF_VSOCK in the host kernel, not /dev/vhost-vsock (absent here).
     match vsock_listener() {
