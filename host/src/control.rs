@@ -23,6 +23,21 @@ pub enum Control {
     Pending(Accept),
 }
 
+impl Control {
+    /// The stream to read, a pending one accepted first (`Ok(None)`: the sandbox ended
+    /// before its guest connected, or `connected` declined it). `connected` gets an
+    /// accepted stream's writer's end before anything is read.
+    pub fn into_reader(self, connected: impl FnOnce(ControlStream) -> bool) -> io::Result<Option<ControlStream>> {
+        match self {
+            Control::Connected(stream) => Ok(Some(stream)),
+            Control::Pending(accept) => match accept()? {
+                Some(stream) => Ok(connected(stream.try_clone()?).then_some(stream)),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
 impl From<UnixStream> for Control {
     fn from(s: UnixStream) -> Self {
         Control::Connected(File::from(OwnedFd::from(s)))

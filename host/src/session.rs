@@ -417,23 +417,10 @@ fn std_fd(fd: i32) -> ManuallyDrop<File> {
 /// A pending channel is accepted first, and reported with the writer's end.
 fn spawn_reader(control: Control, tx: Sender<Event>, progress: Arc<Progress>) {
     std::thread::spawn(move || {
-        let stream = match control {
-            Control::Connected(stream) => stream,
-            Control::Pending(accept) => {
-                let connected = match accept() {
-                    Ok(Some(stream)) => stream.try_clone().map(|w| (stream, w)),
-                    Ok(None) => return drop(tx.send(Event::ChannelClosed)),
-                    Err(e) => Err(e),
-                };
-                let (stream, w) = match connected {
-                    Ok(pair) => pair,
-                    Err(e) => return drop(tx.send(Event::ChannelFailed(format!("control channel: {e}")))),
-                };
-                if tx.send(Event::Connected(w)).is_err() {
-                    return;
-                }
-                stream
-            }
+        let stream = match control.into_reader(|w| tx.send(Event::Connected(w)).is_ok()) {
+            Ok(Some(stream)) => stream,
+            Ok(None) => return drop(tx.send(Event::ChannelClosed)),
+            Err(e) => return drop(tx.send(Event::ChannelFailed(format!("control channel: {e}")))),
         };
         let mut reader = FrameReader::new(stream);
         let mut out = std_fd(1);
