@@ -125,10 +125,11 @@ fn live_peer(answer: impl Fn(HostMsg) -> Vec<GuestMsg> + Send + 'static) -> (Uni
         write_frame(&mut w, &HELLO).unwrap();
         let mut reader = FrameReader::new(theirs);
         while let Ok(Some(msg)) = reader.read_msg::<HostMsg>() {
-            for m in answer(msg.clone()) {
+            // Seen before answered: a session that ends on the answer finds it there.
+            let _ = seen_tx.send(msg.clone());
+            for m in answer(msg) {
                 let _ = write_frame(&mut w, &m);
             }
-            let _ = seen_tx.send(msg);
         }
     });
     (ours, seen)
