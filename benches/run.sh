@@ -8,10 +8,12 @@
 #            vm-cold    the same with an empty initrd cache (the initrd is built; the
 #                       kernel's vmlinux, extracted once per installed kernel, is kept)
 #            vm-first   nothing cached at all: the first run after a kernel install
+#            vm-vsock   vm-warm with the control channel over vsock (--transport vsock;
+#                       vhost-device-vsock where there is no /dev/vhost-vsock)
 #            container  virt-sandbox -c lxc:/// -- /bin/true
 #            bwrap      bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true
 #            vng        vng --disable-kvm -r KERNEL -- true   (virtme-ng, generic kernel)
-#   stdout   256 MiB through the VM, the container, and a host pipe
+#   stdout   256 MiB through the VM (over each transport), the container, and a host pipe
 #   memory   the launcher's peak RSS (its own report, --timings=json)
 #
 # Usage: benches/run.sh [RUNS]   (after scripts/setup.sh; bwrap and vng when installed)
@@ -37,6 +39,8 @@ cpu=$(sed -n 's/^virt-sandbox: cpu model: //p' <<<"$chosen")
 accel=$(sed -n 's/.* booted as [^;]*; \([A-Za-z]*\),.*/\1/p' <<<"$chosen" | tr '[:upper:]' '[:lower:]')
 [ -n "$vmlinux" ] && [ -n "$append" ] && [ -n "$smp" ] && [ -n "$cpu" ] && [ -n "$accel" ] || { echo "bench: virt-sandbox -v did not say what it booted" >&2; exit 1; }
 "$vs" -c lxc:/// -- /bin/true
+# vsock's initrd holds other modules: cached before its warm runs, as the default's is.
+"$vs" --kernel "$cloud" --transport vsock -- /bin/true
 
 floor() {
     qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
@@ -52,12 +56,13 @@ prep_vm_cold() { cdir=$(mktemp -d); ln "$vmlinux" "$cdir/" 2>/dev/null || cp "$v
 prep_vm_first() { cdir=$(mktemp -d); }
 vm_cold() { VIRT_SANDBOX_CACHE_DIR=$cdir "$vs" --kernel "$cloud" -- /bin/true; }
 vm_first() { vm_cold; }
+vm_vsock() { "$vs" --kernel "$cloud" --transport vsock -- /bin/true; }
 container() { "$vs" -c lxc:/// -- /bin/true; }
 bwrap_true() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true; }
 vng_true() { (cd "$work" && vng --disable-kvm -r "$generic" -- true >/dev/null 2>&1); }
 vm_generic() { "$vs" --kernel "$generic" -- /bin/true; }
 
-names=(floor vm_warm vm_cold vm_first container)
+names=(floor vm_warm vm_cold vm_first vm_vsock container)
 command -v bwrap >/dev/null && names+=(bwrap_true)
 if command -v vng >/dev/null && [ -n "$generic" ]; then names+=(vng_true vm_generic); fi
 
@@ -103,13 +108,16 @@ vmout2() { "$vs" --kernel "$cloud" --cpus 2 --timings=json -- head -c $bytes /de
 # The same command with nothing to write: its own start and exit (exec, the dynamic
 # loader), which the runs above include and which is no part of the transfer.
 vmout0() { "$vs" --kernel "$cloud" --timings=json -- head -c 0 /dev/zero 2> "$work/vmout0.json" | cat > /dev/null; }
+# The same two over vsock.
+vmoutv() { "$vs" --kernel "$cloud" --transport vsock --timings=json -- head -c $bytes /dev/zero 2> "$work/vmoutv.json" | cat > /dev/null; }
+vmoutv0() { "$vs" --kernel "$cloud" --transport vsock --timings=json -- head -c 0 /dev/zero 2> "$work/vmoutv0.json" | cat > /dev/null; }
 for i in $(seq 7); do
-    for n in pipe ctout ctfree pipe ctout ctfree pipe ctout ctfree vmout vmout2 vmout0; do
+    for n in pipe ctout ctfree pipe ctout ctfree pipe ctout ctfree vmout vmoutv vmout2 vmout0 vmoutv0; do
         t0=$(ns); $n; record "$n" "$t0" "$(ns)"
     done
     # The guest's own time from the command's start to its exit: the transfer, without
     # the boot before it (the last pipe's worth is relayed after, in a few ms).
-    for v in vmout vmout2 vmout0; do
+    for v in vmout vmout2 vmout0 vmoutv vmoutv0; do
         sed -n 's/.*"guest: command exited","end_ms":[0-9.]*,"took_ms":\([0-9.]*\).*/\1/p' "$work/$v.json" >> "$work/${v}run.ms"
     done
 done
@@ -117,6 +125,7 @@ mbps() { echo "scale=0; $mib * 1048576 / 1000000 * 1000 / $1" | bc; }
 # The sandboxes' end-to-end figures count their start too; subtract each one's median
 # start for the transfer itself (the container's is also shown with its start included).
 vm_xfer=$(echo "$(m vmout) - $(m vm_warm)" | bc)
+vsock_xfer=$(echo "$(m vmoutv) - $(m vm_vsock)" | bc)
 ct_xfer=$(echo "$(m ctout) - $(m container)" | bc)
 ctfree_xfer=$(echo "$(m ctfree) - $(m container)" | bc)
 rss_vm=$("$vs" --kernel "$cloud" --timings=json -- /bin/true 2>&1 | sed -n 's/.*"peak_rss_kib":\([0-9]*\).*/\1/p')
@@ -134,6 +143,7 @@ echo "| floor: QEMU + kernel + trivial init | $(m floor) ms | 1.00 × floor | |"
 echo "| VM \`-- /bin/true\`, warm cache | $(m vm_warm) ms | $(ratio "$(m vm_warm)" "$(m floor)") × floor | $(paired vm_warm floor) × floor |"
 echo "| VM \`-- /bin/true\`, cold: empty initrd cache | $(m vm_cold) ms | $(ratio "$(m vm_cold)" "$(m floor)") × floor | $(paired vm_cold floor) × floor |"
 echo "| VM \`-- /bin/true\`, first run: nothing cached (vmlinux extracted too) | $(m vm_first) ms | $(ratio "$(m vm_first)" "$(m floor)") × floor | $(paired vm_first floor) × floor |"
+echo "| VM \`-- /bin/true\` over vsock, warm cache | $(m vm_vsock) ms | $(ratio "$(m vm_vsock)" "$(m floor)") × floor | $(paired vm_vsock floor) × floor; $(paired vm_vsock vm_warm) × default |"
 echo "| container \`-- /bin/true\` | $(m container) ms | |"
 if [ -f "$work/bwrap_true.ms" ]; then
 echo "| bwrap \`true\` | $(m bwrap_true) ms | container = $(ratio "$(m container)" "$(m bwrap_true)") × bwrap | $(paired container bwrap_true) × bwrap |"
@@ -147,6 +157,9 @@ echo "| VM stdout, ${mib} MiB (the command's run in the guest) | $(mbps "$(m vmo
 echo "| VM stdout, ${mib} MiB (that run less the same command's with 0 bytes, $(m vmout0run) ms) | $(mbps "$(echo "$(m vmoutrun) - $(m vmout0run)" | bc)") MB/s | |"
 echo "| VM stdout, ${mib} MiB, \`--cpus 2\` (the command's run in the guest) | $(mbps "$(m vmout2run)") MB/s | |"
 echo "| VM stdout, ${mib} MiB (end to end, median boot subtracted) | $(mbps "$vm_xfer") MB/s | |"
+echo "| VM stdout over vsock, ${mib} MiB (the command's run in the guest) | $(mbps "$(m vmoutvrun)") MB/s | |"
+echo "| VM stdout over vsock, ${mib} MiB (that run less the same command's with 0 bytes, $(m vmoutv0run) ms) | $(mbps "$(echo "$(m vmoutvrun) - $(m vmoutv0run)" | bc)") MB/s | |"
+echo "| VM stdout over vsock, ${mib} MiB (end to end, median vsock boot subtracted) | $(mbps "$vsock_xfer") MB/s | |"
 echo "| container stdout, ${mib} MiB (start subtracted) | $(mbps "$ct_xfer") MB/s | $(ratio "$(m pipe)" "$ct_xfer") × host pipe | |"
 echo "| container stdout, ${mib} MiB (start included) | $(mbps "$(m ctout)") MB/s | $(ratio "$(m pipe)" "$(m ctout)") × host pipe | $(paired pipe ctout) × host pipe |"
 echo "| container stdout, seccomp=unconfined (start subtracted) | $(mbps "$ctfree_xfer") MB/s | $(ratio "$(m pipe)" "$ctfree_xfer") × host pipe | |"

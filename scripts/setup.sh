@@ -4,6 +4,8 @@
 #   - Debian's cloud and generic kernels (with modules) when /boot has no kernel image
 #     (the tests use both: the cloud one has virtiofs, the generic one 9p as well)
 #   - the Rust virtiofsd, into /usr/local/bin so every user can run it
+#   - vhost-device-vsock (--transport vsock without /dev/vhost-vsock), with --for-tests
+#     or when asked for (VIRT_SANDBOX_SETUP_VSOCK=1), also into /usr/local/bin
 #   - the musl target (fallback: a static glibc build of the init)
 #   - the launcher and the static init, release builds
 # Usage: scripts/setup.sh [--for-tests]    (run as root on Debian 12 or similar)
@@ -38,6 +40,13 @@ if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ] && [ ! -
     need_virtiofsd=1
     for p in libseccomp-dev libcap-ng-dev pkg-config; do have_pkg $p || pkgs+=($p); done
 fi
+# The tests run every transport; anyone else gets vsock's helper when asked for: auto
+# keeps virtio-serial where vsock would need it (README, "Performance").
+need_vsock=0
+if { [ $for_tests = 1 ] || [ "${VIRT_SANDBOX_SETUP_VSOCK:-0}" = 1 ]; } \
+    && ! command -v vhost-device-vsock >/dev/null && [ ! -x /usr/local/bin/vhost-device-vsock ]; then
+    need_vsock=1
+fi
 if [ ${#pkgs[@]} -gt 0 ]; then
     say "installing ${pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -49,6 +58,12 @@ fi
 if [ $need_virtiofsd = 1 ]; then
     say "building virtiofsd (a few minutes, once)"
     as_root env "PATH=$PATH" cargo install virtiofsd --locked --root /usr/local
+fi
+
+# --- vhost-device-vsock -----------------------------------------------------------------
+if [ $need_vsock = 1 ]; then
+    say "building vhost-device-vsock (a few minutes, once)"
+    as_root env "PATH=$PATH" cargo install vhost-device-vsock --locked --root /usr/local
 fi
 
 # --- the build ------------------------------------------------------------------------

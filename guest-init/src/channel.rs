@@ -1,17 +1,19 @@
-//! The control channel to the host: a virtio-serial port in a VM, an inherited socket
-//! (fd named by `VIRT_SANDBOX_CONTROL_FD`) in a container.
+//! The control channel to the host: in a VM a virtio-serial port or a vsock stream, as
+//! the kernel command line says (`protocol::Transport`); in a container an inherited
+//! socket (fd named by `VIRT_SANDBOX_CONTROL_FD`).
 
 use crate::error::Failure;
-use protocol::{FrameError, GuestMsg, HostMsg, CONTROL_PORT_NAME};
+use protocol::{FrameError, GuestMsg, HostMsg, Transport, CONTROL_PORT_NAME, VSOCK_HOST_CID};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Room for an output frame's header before the output in a buffer (`send_output`).
 pub const HEADROOM: usize = protocol::OUTPUT_HEADER_MAX;
 
-/// How long the port may take to appear after its driver loaded.
+/// How long the port may take to appear, or the vsock device to take a connection,
+/// after its driver loaded.
 const PORT_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Channel {
@@ -23,7 +25,10 @@ impl Channel {
     pub fn open() -> Result<Self, Failure> {
         let file = match std::env::var("VIRT_SANDBOX_CONTROL_FD") {
             Ok(fd) => inherited(&fd)?,
-            Err(_) => virtio_port()?,
+            Err(_) => match transport()? {
+                Transport::VirtioSerial => virtio_port()?,
+                Transport::Vsock { port } => vsock(port)?,
+            },
         };
         Ok(Channel { file, buf: Vec::with_capacity(64 * 1024) })
     }
@@ -139,6 +144,57 @@ fn virtio_port() -> Result<File, Failure> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The VM's transport, as the launcher wrote it on the kernel command line.
+pub fn transport() -> Result<Transport, Failure> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .map_err(|e| Failure::new("channel", format!("reading /proc/cmdline: {e}")))?;
+    Transport::from_cmdline(&cmdline).map_err(|e| Failure::new("channel", e.to_string()))
+}
+
+/// Connects to the host's listener on `port`. The first tries can fail while the
+/// device's driver finishes probing (no transport yet: ENODEV), so failures are
+/// retried up to [`PORT_WAIT`], as the port's appearance is awaited.
+fn vsock(port: u32) -> Result<File, Failure> {
+    let start = Instant::now();
+    loop {
+        let err = match vsock_connect(port) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(e) => e,
+        };
+        if start.elapsed() > PORT_WAIT {
+            return Err(Failure::new(
+                "channel",
+                format!(
+                    "connecting to the host's vsock port {port} (cid {VSOCK_HOST_CID}) within {PORT_WAIT:?}: {err}"
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn vsock_connect(port: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is ours alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_vm is plain data; zeroed is its "any" address before we fill it.
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_cid = VSOCK_HOST_CID;
+    addr.svm_port = port;
+    let len = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+    // SAFETY: connect(2) on our socket with a valid sockaddr_vm of the given length.
+    let rc = unsafe { libc::connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_vm).cast(), len) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 fn find_port() -> Result<Option<String>, Failure> {

@@ -1,6 +1,6 @@
 //! Loads the initrd's kernel modules in the order the host resolved: those up to the
-//! console driver at once (the control channel needs it), the rest (the root's
-//! filesystem and disks) on a second thread, which loads them while the main thread
+//! control channel's driver at once (virtio_console, or the virtio vsock transport),
+//! the rest (the root's filesystem and disks) on a second thread, which loads them while the main thread
 //! waits for the host's first answer on the channel (and in parallel with everything
 //! else when the VM has a second vCPU).
 //!
@@ -15,12 +15,12 @@ use std::os::fd::AsRawFd;
 
 const DIR: &str = "/modules";
 
-/// The control channel's driver and the transports its device may sit on: loaded (with
-/// what precedes them in the order, which includes their dependencies) before `load`
-/// returns.
-const CONSOLE: &[&str] = &["virtio_console", "virtio_mmio", "virtio_pci"];
+/// The control channel's drivers (the host puts only its transport's in the initrd)
+/// and the buses their device may sit on: loaded (with what precedes them in the order,
+/// which includes their dependencies) before `load` returns.
+const CHANNEL: &[&str] = &["virtio_console", "vmw_vsock_virtio_transport", "virtio_mmio", "virtio_pci"];
 
-/// Loads the modules up to the console driver, and starts loading the rest: the
+/// Loads the modules up to the channel's driver, and starts loading the rest: the
 /// returned task ends when they are loaded.
 pub fn load() -> Result<Option<Task>, Failure> {
     let order = match std::fs::read_to_string(format!("{DIR}/order")) {
@@ -31,7 +31,7 @@ pub fn load() -> Result<Option<Task>, Failure> {
     };
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let names: Vec<String> = order.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    let (now, later) = split_after_console(&names);
+    let (now, later) = split_after_channel(&names);
     for name in now {
         load_one(name, &params_for(name, &cmdline))?;
     }
@@ -43,10 +43,10 @@ pub fn load() -> Result<Option<Task>, Failure> {
         .map(Some)
 }
 
-/// The order cut after the last of the console driver and its transport (all of it
-/// later when both are built in).
-fn split_after_console(names: &[String]) -> (&[String], &[String]) {
-    let at = names.iter().rposition(|n| CONSOLE.contains(&n.replace('-', "_").as_str())).map_or(0, |i| i + 1);
+/// The order cut after the last of the channel's driver and its bus (all of it later
+/// when both are built in).
+fn split_after_channel(names: &[String]) -> (&[String], &[String]) {
+    let at = names.iter().rposition(|n| CHANNEL.contains(&n.replace('-', "_").as_str())).map_or(0, |i| i + 1);
     names.split_at(at)
 }
 
@@ -83,19 +83,32 @@ fn params_for(name: &str, cmdline: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{params_for, split_after_console};
+    use super::{params_for, split_after_channel};
+
+    fn names(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
 
     #[test]
     fn the_console_and_what_precedes_it_load_first() {
-        let names = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         let order = names("virtio_ring virtio virtio_mmio virtio_console fuse virtiofs");
-        let (now, later) = split_after_console(&order);
+        let (now, later) = split_after_channel(&order);
         assert_eq!((now, later), (&order[..4], &order[4..]));
-        // A built-in console driver still waits for a transport that is a module.
+        // A built-in console driver still waits for a bus that is a module.
         let mmio_only = names("virtio_ring virtio virtio_mmio fuse virtiofs");
-        assert_eq!(split_after_console(&mmio_only), (&mmio_only[..3], &mmio_only[3..]));
+        assert_eq!(split_after_channel(&mmio_only), (&mmio_only[..3], &mmio_only[3..]));
         let built_in = names("fuse virtiofs");
-        assert_eq!(split_after_console(&built_in), (&built_in[..0], &built_in[..]));
+        assert_eq!(split_after_channel(&built_in), (&built_in[..0], &built_in[..]));
+    }
+
+    #[test]
+    fn the_vsock_transport_and_its_dependencies_load_first() {
+        // As the host resolves it for vsock; a dash in a name counts as an underscore.
+        let order = names(
+            "virtio_ring virtio virtio_mmio vsock vmw_vsock_virtio_transport_common vmw-vsock-virtio-transport fuse virtiofs",
+        );
+        let (now, later) = split_after_channel(&order);
+        assert_eq!((now, later), (&order[..6], &order[6..]));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::session::{self, Limits};
 use crate::spec::Spec;
 use crate::timings::Timeline;
 use protocol::RunSpec;
-use std::os::unix::net::UnixStream;
 
 /// What a backend needs from the launcher while it prepares and launches.
 pub struct Context<'a> {
@@ -78,7 +77,7 @@ pub trait Prepared {
 
 /// A started sandbox, ready for the session.
 pub struct Launched {
-    pub control: UnixStream,
+    pub control: crate::control::Control,
     /// The process whose exit ends the sandbox, and its name in messages.
     pub watch: (u32, &'static str),
     pub limits: Limits,

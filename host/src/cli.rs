@@ -105,6 +105,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Fs::Auto)]
     pub fs: Fs,
 
+    /// What carries the VM's control channel: virtio-serial, or vsock (the kernel's
+    /// /dev/vhost-vsock, else the vhost-device-vsock helper). auto: the faster one here.
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    pub transport: Transport,
+
     /// Memory: the VM's size (default 512M) or the container's limit (default none).
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
@@ -171,6 +176,13 @@ pub enum Fs {
     Virtiofs,
     #[value(name = "9p")]
     NineP,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    Auto,
+    VirtioSerial,
+    Vsock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_chart;
 pub mod cli;
 pub mod container;
+pub mod control;
 pub mod exit;
 pub mod identity;
 pub mod initfile;

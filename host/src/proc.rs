@@ -69,3 +69,23 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
+
+/// A pidfd for our child `pid`: readable once it has exited (Linux 5.3 and later; None
+/// before, or when the call fails).
+pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a non-negative result is a new fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether our child `pid` has exited, without reaping it.
+pub fn has_exited(pid: u32) -> bool {
+    // SAFETY: siginfo_t is plain data; waitid writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with a valid out pointer; WNOHANG never blocks.
+    let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT | libc::WNOHANG) };
+    // SAFETY: after a successful waitid, si_pid is valid (0: no state change yet).
+    r == 0 && unsafe { info.si_pid() } != 0
+}

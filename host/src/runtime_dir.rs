@@ -1,6 +1,7 @@
 //! The per-run directory for sockets. It lives only until QEMU and virtiofsd have
-//! connected (milliseconds), then it is removed, so even a SIGKILLed launcher leaves
-//! nothing behind; a dir left by a launcher killed in that window is swept by the next.
+//! connected (milliseconds), or with vsock through vhost-device-vsock until the guest
+//! has (the boot), then it is removed, so even a SIGKILLed launcher leaves nothing
+//! behind; a dir left by a launcher killed in that window is swept by the next.
 
 use std::path::{Path, PathBuf};
 

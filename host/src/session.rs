@@ -4,9 +4,12 @@
 //!
 //! Threads: one reads guest frames and writes stdout/stderr directly (the hot path),
 //! one streams stdin, one turns signals into events; the calling thread only decides.
+//! The channel is any byte stream ([`Control`]); one the guest connects once booted is
+//! accepted by the reader thread, under the boot watchdog.
 //! Nothing the guest sends is trusted: frames are bounded by `protocol`, and any
 //! message out of place ends the run as a protocol error.
 
+use crate::control::{Control, ControlStream};
 use crate::exit::Outcome;
 use crate::timings::Timeline;
 use protocol::{encode, FrameReader, GuestMsg, HostMsg, RunSpec, MAX_CHUNK, PROTOCOL_VERSION};
@@ -15,7 +18,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -32,6 +34,10 @@ pub enum Event {
     },
     ProtocolError(String),
     ChannelClosed,
+    /// The guest connected a pending channel ([`Control::Pending`]); the writer's end.
+    Connected(ControlStream),
+    /// The channel could not be set up or read, for this reason.
+    ChannelFailed(String),
     /// The VMM or container process is gone; how it ended, in words, when known.
     SandboxGone(String),
     /// The launcher received this signal.
@@ -118,7 +124,7 @@ const SEND_AHEAD_MAX: usize = 32 << 10;
 pub const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
 /// Streams each include file as exactly its announced size; the guest counts bytes.
-fn send_includes(writer: &Mutex<UnixStream>, files: &[(PathBuf, u64)]) -> Result<(), String> {
+fn send_includes(writer: &Mutex<ControlStream>, files: &[(PathBuf, u64)]) -> Result<(), String> {
     let mut buf = vec![0u8; MAX_CHUNK];
     for (path, size) in files {
         let mut f = File::open(path).map_err(|e| format!("include {}: {e}", path.display()))?;
@@ -149,14 +155,14 @@ pub fn events(pid: u32, name: &'static str) -> (Sender<Event>, Receiver<Event>) 
     (tx, rx)
 }
 
-/// Runs the session on an already connected control stream, and ends the sandbox with
-/// `teardown` once the run has an outcome.
+/// Runs the session on the control channel, and ends the sandbox with `teardown` once
+/// the run has an outcome.
 ///
 /// The guest never ends a run itself: after its exit status it waits, and the sandbox
 /// goes only once we have read that status, and with it every byte sent before it.
 /// Then the channel's end tells whether the guest kept its word that the status was last.
 pub fn run(
-    stream: UnixStream,
+    control: impl Into<Control>,
     spec: RunSpec,
     limits: &Limits,
     events: (Sender<Event>, Receiver<Event>),
@@ -164,7 +170,7 @@ pub fn run(
     teardown: &mut dyn FnMut(),
 ) -> Outcome {
     let mut rx_after = None;
-    let outcome = decide(stream, spec, limits, events, timeline, &mut rx_after);
+    let outcome = decide(control.into(), spec, limits, events, timeline, &mut rx_after);
     teardown();
     match rx_after {
         Some(rx) => after_exit(&rx).unwrap_or(outcome),
@@ -188,31 +194,41 @@ fn after_exit(rx: &Receiver<Event>) -> Option<Outcome> {
 /// The session up to its outcome. An outcome read from the guest's exit status leaves
 /// the event receiver in `rx_after`, for [`after_exit`].
 fn decide(
-    stream: UnixStream,
+    control: Control,
     spec: RunSpec,
     limits: &Limits,
     (tx, rx): (Sender<Event>, Receiver<Event>),
     timeline: &mut Timeline,
     rx_after: &mut Option<Receiver<Event>>,
 ) -> Outcome {
-    let writer = match stream.try_clone() {
-        Ok(w) => Arc::new(Mutex::new(w)),
-        Err(e) => return Outcome::failed(format!("control channel: {e}")),
+    // The writer's end: at once for a connected channel, else when the guest connects,
+    // which is always before its Hello (the reader thread reports the connection first).
+    let mut writer = match &control {
+        Control::Connected(stream) => match stream.try_clone() {
+            Ok(w) => Some(Arc::new(Mutex::new(w))),
+            Err(e) => return Outcome::failed(format!("control channel: {e}")),
+        },
+        Control::Pending(_) => None,
     };
     let progress = Arc::new(Progress::new());
-    spawn_reader(stream, tx.clone(), progress.clone());
+    spawn_reader(control, tx.clone(), progress.clone());
     spawn_signals(tx.clone());
 
     // Encoded once: its size decides when it may go, then the bytes go as they are.
     let run_frame = encode(&HostMsg::Run(Box::new(spec)));
-    let send_run = || run_frame.as_ref().is_ok_and(|frame| send_frame(&writer, frame).is_ok());
+    let send_run = |w: &Mutex<ControlStream>| run_frame.as_ref().is_ok_and(|frame| send_frame(w, frame).is_ok());
     const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
     // Ahead only what the socket's buffer surely holds: a larger spec written before the
     // boot watchdog runs could block the launcher for good behind an init that never reads.
-    let ahead = limits.send_before_hello && run_frame.as_ref().is_ok_and(|f| f.len() <= SEND_AHEAD_MAX);
-    if ahead && !send_run() {
-        return explain(&rx, SPEC_NOT_TAKEN, None, false);
-    }
+    let ahead = match &writer {
+        Some(w) if limits.send_before_hello && run_frame.as_ref().is_ok_and(|f| f.len() <= SEND_AHEAD_MAX) => {
+            if !send_run(w) {
+                return explain(&rx, SPEC_NOT_TAKEN, None, false);
+            }
+            true
+        }
+        _ => false,
+    };
 
     // Boot watchdog: no word from init in time means the boot hung. The sandbox's
     // process may be gone before its Hello is read (a container's init can run its
@@ -233,6 +249,10 @@ fn decide(
                     "protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"
                 ))
             }
+            Some(Event::Connected(w)) => {
+                timeline.mark("control channel connected");
+                writer = Some(Arc::new(Mutex::new(w)));
+            }
             Some(Event::SandboxGone(how)) => gone = Some((Instant::now(), how)),
             None if gone.is_some() => return explain(&rx, STOPPED, gone_how(gone), true),
             None => {
@@ -248,7 +268,10 @@ fn decide(
             Some(other) => return before_exit(other, &rx, gone_how(gone)),
         }
     }
-    if !ahead && !send_run() {
+    let Some(writer) = writer else {
+        return Outcome::failed("protocol error: a Hello before the channel was connected");
+    };
+    if !ahead && !send_run(&writer) {
         return explain(&rx, SPEC_NOT_TAKEN, None, false);
     }
     // After Hello: init is reading, so a large include cannot block us before the
@@ -327,6 +350,7 @@ fn before_exit(ev: Event, rx: &Receiver<Event>, gone: Option<String>) -> Outcome
     match ev {
         Event::GuestError { stage, message } => Outcome::failed(format!("sandbox init failed at {stage}: {message}")),
         Event::ProtocolError(m) => Outcome::failed(format!("protocol error: {m}")),
+        Event::ChannelFailed(m) => Outcome::failed(m),
         Event::ChannelClosed => explain(rx, STOPPED, gone, true),
         _ => explain(rx, STOPPED, gone, false),
     }
@@ -371,14 +395,14 @@ fn wait(rx: &Receiver<Event>, until: Option<Instant>) -> Option<Event> {
     }
 }
 
-fn send(writer: &Mutex<UnixStream>, msg: &HostMsg) -> Result<(), protocol::FrameError> {
+fn send(writer: &Mutex<ControlStream>, msg: &HostMsg) -> Result<(), protocol::FrameError> {
     Ok(send_frame(writer, &encode(msg)?)?)
 }
 
 /// Sends `msg` from a thread of its own. The stdin thread may hold the writer, blocked
 /// behind a command that does not read its stdin (the guest then stops reading the
 /// channel); the session's decisions must not wait for that.
-fn send_soon(writer: &Arc<Mutex<UnixStream>>, msg: HostMsg) {
+fn send_soon(writer: &Arc<Mutex<ControlStream>>, msg: HostMsg) {
     let writer = writer.clone();
     std::thread::spawn(move || {
         let _ = send(&writer, &msg);
@@ -386,7 +410,7 @@ fn send_soon(writer: &Arc<Mutex<UnixStream>>, msg: HostMsg) {
 }
 
 /// Writes an encoded frame whole, as one write under the lock.
-fn send_frame(writer: &Mutex<UnixStream>, frame: &[u8]) -> std::io::Result<()> {
+fn send_frame(writer: &Mutex<ControlStream>, frame: &[u8]) -> std::io::Result<()> {
     writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(frame)
 }
 
@@ -399,8 +423,14 @@ fn std_fd(fd: i32) -> ManuallyDrop<File> {
 /// Reads guest frames until the channel ends, writing output straight to our stdout
 /// and stderr; the exit status must be the guest's last word, and anything after it is
 /// reported as a protocol error (read once the sandbox is torn down, see [`run`]).
-fn spawn_reader(stream: UnixStream, tx: Sender<Event>, progress: Arc<Progress>) {
+/// A pending channel is accepted first, and reported with the writer's end.
+fn spawn_reader(control: Control, tx: Sender<Event>, progress: Arc<Progress>) {
     std::thread::spawn(move || {
+        let stream = match control.into_reader(|w| tx.send(Event::Connected(w)).is_ok()) {
+            Ok(Some(stream)) => stream,
+            Ok(None) => return drop(tx.send(Event::ChannelClosed)),
+            Err(e) => return drop(tx.send(Event::ChannelFailed(format!("control channel: {e}")))),
+        };
         let mut reader = FrameReader::new(stream);
         let mut out = std_fd(1);
         let mut err = std_fd(2);
@@ -448,7 +478,7 @@ fn kind(m: &GuestMsg) -> &'static str {
     }
 }
 
-fn spawn_stdin(writer: Arc<Mutex<UnixStream>>) {
+fn spawn_stdin(writer: Arc<Mutex<ControlStream>>) {
     std::thread::spawn(move || {
         let mut input = std_fd(0);
         let mut buf = vec![0u8; MAX_CHUNK];

@@ -4,6 +4,7 @@
 use super::*;
 use protocol::{write_frame, ExitStatus, Identity, Security, Stdio};
 use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 
 fn spec() -> RunSpec {
     RunSpec {
@@ -124,10 +125,11 @@ fn live_peer(answer: impl Fn(HostMsg) -> Vec<GuestMsg> + Send + 'static) -> (Uni
         write_frame(&mut w, &HELLO).unwrap();
         let mut reader = FrameReader::new(theirs);
         while let Ok(Some(msg)) = reader.read_msg::<HostMsg>() {
-            for m in answer(msg.clone()) {
+            // Seen before answered: a session that ends on the answer finds it there.
+            let _ = seen_tx.send(msg.clone());
+            for m in answer(msg) {
                 let _ = write_frame(&mut w, &m);
             }
-            let _ = seen_tx.send(msg);
         }
     });
     (ours, seen)
@@ -218,4 +220,64 @@ fn a_signal_before_hello_stops_a_sandbox_that_has_not_got_its_spec() {
     let limits = Limits { send_before_hello: false, ..limits() };
     let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::Interrupted(libc::SIGINT));
+}
+
+/// A channel the guest connects after `delay` (vsock): `stream`, or the sandbox's end.
+fn pending(delay: Duration, stream: Option<UnixStream>) -> Control {
+    Control::Pending(Box::new(move || {
+        std::thread::sleep(delay);
+        Ok(stream.map(|s| ControlStream::from(std::os::fd::OwnedFd::from(s))))
+    }))
+}
+
+#[test]
+fn a_channel_the_guest_connects_later_runs_as_a_connected_one() {
+    let (ours, seen) =
+        live_peer(|m| if matches!(m, HostMsg::Run(_)) { vec![GuestMsg::Exit(ExitStatus::Code(5))] } else { vec![] });
+    let (tx, rx) = mpsc::channel();
+    // Sent ahead is impossible before the connection: the spec waits for Hello.
+    let limits = Limits { send_before_hello: true, ..limits() };
+    let control = pending(Duration::from_millis(200), Some(ours));
+    let mut timeline = Timeline::new(Instant::now());
+    let outcome = run(control, spec(), &limits, (tx, rx), &mut timeline, &mut || {});
+    assert_eq!(outcome, Outcome::Command(ExitStatus::Code(5)));
+    assert!(matches!(seen.try_iter().next(), Some(HostMsg::Run(_))));
+}
+
+#[test]
+fn a_guest_that_never_connects_meets_the_boot_watchdog() {
+    let (tx, rx) = mpsc::channel();
+    let limits = Limits { boot_timeout: Duration::from_millis(300), ..limits() };
+    let control = Control::Pending(Box::new(|| {
+        std::thread::sleep(Duration::from_secs(3600));
+        Ok(None)
+    }));
+    let start = Instant::now();
+    let outcome = run(control, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert!(matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("boot watchdog")), "{outcome:?}");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+#[test]
+fn a_sandbox_that_ends_before_its_guest_connects_ends_the_run_at_once() {
+    let (tx, rx) = mpsc::channel();
+    let gone = tx.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = gone.send(Event::SandboxGone("QEMU exited with status 1".into()));
+    });
+    let start = Instant::now();
+    let control = pending(Duration::from_millis(150), None);
+    let outcome = run(control, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert_eq!(outcome, Outcome::failed(format!("{STOPPED} (QEMU exited with status 1)")));
+    // Not the boot watchdog's 5 s, nor the 30 s a gone sandbox's channel may drain.
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+#[test]
+fn a_channel_that_cannot_be_accepted_says_why() {
+    let (tx, rx) = mpsc::channel();
+    let control = Control::Pending(Box::new(|| Err(std::io::Error::other("accept: too many open files"))));
+    let outcome = run(control, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    assert_eq!(outcome, Outcome::failed("control channel: accept: too many open files"));
 }

@@ -2,7 +2,7 @@
 //! unit-tested without booting anything. Every error here is a usage error (exit 125)
 //! raised before anything starts.
 
-use crate::cli::{Accel, Cli, Fs};
+use crate::cli::{Accel, Cli, Fs, Transport};
 use crate::identity::UserDb;
 use crate::mounts::{self, Include, UserMount};
 use crate::units::{parse_duration, parse_size};
@@ -37,6 +37,8 @@ pub struct VmOptions {
     pub kmodpath: Option<PathBuf>,
     /// The boot watchdog; None: the accelerator's default.
     pub boot_timeout: Option<Duration>,
+    /// What carries the control channel (`--transport`).
+    pub transport: Transport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +169,11 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
     if let (Kind::Qemu, Some((_, option))) = (kind, container_only.iter().find(|(given, _)| *given)) {
         return Err(Error::ContainerOnly { option });
     }
+    // A container's channel is a socketpair: asking for a VM's transport there is a
+    // mistake to point out, not a wish to ignore.
+    if kind == Kind::Container && cli.transport != Transport::Auto {
+        return Err(Error::VmOnly { option: "--transport" });
+    }
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(Error::Timeout)?;
     if timeout == Some(Duration::ZERO) {
         return Err(Error::ZeroTimeout);
@@ -186,6 +193,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
             kernver: cli.kernver,
             kmodpath: cli.kmodpath.map(absolute),
             boot_timeout,
+            transport: cli.transport,
         }),
         Kind::Container => {
             Backend::Container(ContainerOptions { memory, cpus: cli.cpus, pids: cli.pids, userns: cli.userns, seccomp })

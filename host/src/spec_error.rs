@@ -108,6 +108,9 @@ pub enum Error {
     #[error("{option} applies to containers only (-c lxc:///)")]
     ContainerOnly { option: &'static str },
 
+    #[error("{option} applies to VMs only (-c qemu:///session)")]
+    VmOnly { option: &'static str },
+
     #[error("--timeout")]
     Timeout(#[source] units::Error),
 

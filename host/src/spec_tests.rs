@@ -123,12 +123,21 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["--security-opt", "seccomp=unconfined", "--", "true"], "containers only"),
         (&["-c", "lxc:///", "--security-opt", "seccomp=/etc/profile.json", "--", "true"], "no profile files"),
         (&["-c", "lxc:///", "--security-opt", "label=disable", "--", "true"], "--security-opt"),
+        (&["-c", "lxc:///", "--transport", "vsock", "--", "true"], "--transport applies to VMs only"),
+        (&["-c", "lxc:///", "--transport", "virtio-serial", "--", "true"], "--transport applies to VMs only"),
         (&["-c", "vmware://x", "--", "true"], "unknown connect URI"),
         (&["--", ""], "no command"),
     ] {
         let err = refused(args);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn the_transport_is_auto_unless_asked_and_auto_suits_a_container() {
+    assert_eq!(vm(&spec(&["--", "true"]).unwrap()).transport, crate::cli::Transport::Auto);
+    assert_eq!(vm(&spec(&["--transport", "vsock", "--", "true"]).unwrap()).transport, crate::cli::Transport::Vsock);
+    assert!(spec(&["-c", "lxc:///", "--transport", "auto", "--", "true"]).is_ok());
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod frame;
 mod messages;
+mod transport;
 
 pub use frame::{
     decode, encode, output_frame_header, write_frame, FrameError, FrameReader, MAX_FRAME, OUTPUT_HEADER_MAX,
@@ -14,6 +15,7 @@ pub use messages::{
     ExitStatus, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, RunSpec, Security, Stdio,
     PROTOCOL_VERSION,
 };
+pub use transport::{BadTransport, Transport, VSOCK_HOST_CID};
 
 /// The largest stdio payload either side puts in one frame. Well under [`MAX_FRAME`] so
 /// that the postcard envelope always fits.

@@ -1,6 +1,7 @@
 //! The command inside a sandbox behaves like the command itself: output, exit status,
 //! environment, working directory, identity, a read-only host. Each case runs on the
-//! VM and on the container backend.
+//! VM and on the container backend; those whose bytes and statuses cross the control
+//! channel also on the VM with its channel over vsock.
 
 use virt_sandbox_tests::*;
 
@@ -20,6 +21,12 @@ on_each_backend!(
     writing_to_a_host_path_fails_with_erofs_and_leaves_the_host_untouched,
     scratch_areas_are_writable,
     hostname_is_sandbox_and_only_loopback_exists,
+);
+also_over_vsock!(
+    echo_reaches_stdout_and_the_exit_code_is_mirrored,
+    stderr_is_kept_apart_from_stdout,
+    exit_codes_0_1_255_and_a_signal_death,
+    command_not_found_is_127_and_a_directory_is_126,
 );
 
 fn echo_reaches_stdout_and_the_exit_code_is_mirrored(b: Backend) {

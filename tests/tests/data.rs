@@ -1,8 +1,14 @@
-//! Bytes through the sandbox arrive exactly: large stdin, larger stdout.
+//! Bytes through the sandbox arrive exactly: large stdin, larger stdout. Every case runs
+//! over both of a VM's transports too.
 
 use virt_sandbox_tests::*;
 
 on_each_backend!(
+    sixty_four_mib_of_stdin_arrive_byte_exact,
+    two_hundred_fifty_six_mib_of_stdout_arrive_byte_exact,
+    stdin_eof_reaches_the_command,
+);
+also_over_vsock!(
     sixty_four_mib_of_stdin_arrive_byte_exact,
     two_hundred_fifty_six_mib_of_stdout_arrive_byte_exact,
     stdin_eof_reaches_the_command,
@@ -41,6 +47,12 @@ mod slow_readers {
     use virt_sandbox_tests::*;
 
     on_each_backend!(
+        late_readers_of_stdout_and_stderr_get_every_byte,
+        a_paced_reader_of_sixty_four_mib_of_stdout_gets_every_byte,
+        a_late_reader_of_sixteen_mib_of_stderr_gets_every_byte,
+        what_the_command_wrote_before_the_timeout_arrives_whole,
+    );
+    also_over_vsock!(
         late_readers_of_stdout_and_stderr_get_every_byte,
         a_paced_reader_of_sixty_four_mib_of_stdout_gets_every_byte,
         a_late_reader_of_sixteen_mib_of_stderr_gets_every_byte,
@@ -94,10 +106,7 @@ mod slow_readers {
         // deadline. A VM holds a MiB in transit (guest pipe, relay, virtqueue, QEMU,
         // socket); a container's command writes straight into our pipe, so there only
         // what the pipe holds is written before the deadline.
-        let size = match b {
-            Backend::Vm => 1 << 20,
-            Backend::Container => 32 << 10,
-        };
+        let size = if b.is_vm() { 1 << 20 } else { 32 << 10 };
         let dir = Scratch::new(&format!("slow-timeout-{b:?}"));
         let path = dir.path().join("data");
         let data = pseudo_random(size, 0x5eed_1601);

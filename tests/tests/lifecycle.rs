@@ -11,6 +11,15 @@ on_each_backend!(
     two_sandboxes_at_once_are_both_correct,
     ctrl_c_on_a_terminal_reaches_the_command,
 );
+// Each of these crosses the channel (a signal, the command's end) or, with vsock, has
+// a helper process and a directory that must go with the launcher.
+also_over_vsock!(
+    timeout_stops_the_command_quickly_with_124,
+    sigterm_to_the_launcher_is_forwarded_to_the_command,
+    sigkill_of_the_launcher_leaves_no_process_and_no_temp_file,
+    two_sandboxes_at_once_are_both_correct,
+    ctrl_c_on_a_terminal_reaches_the_command,
+);
 
 #[test]
 fn a_missing_kernel_is_125_naming_dash_dash_kernel() {
@@ -64,14 +73,19 @@ fn a_command_that_ignores_sigterm_is_stopped_after_ten_seconds() {
 fn sigkill_of_the_launcher_leaves_no_process_and_no_temp_file(b: Backend) {
     let name = format!("vs-kill-test-{}-{b:?}", std::process::id());
     let mut args = vec!["-n", name.as_str()];
-    if b == Backend::Vm {
+    if b.is_vm() {
         args.extend(["--fs", "virtiofs"]);
     }
     args.extend(["--", "sh", "-c", "echo ready; sleep 60"]);
     let mut child = started(&mut b.command(&args));
     let launcher = child.id();
     let helpers = children(launcher);
-    let expected = if b == Backend::Vm { 2 } else { 1 };
+    // QEMU and virtiofsd; with vsock, vhost-device-vsock too.
+    let expected = match b {
+        Backend::Vm => 2,
+        Backend::VmVsock => 3,
+        Backend::Container => 1,
+    };
     assert!(helpers.len() >= expected, "expected {expected} helper processes, got {helpers:?}");
 
     child.kill().unwrap();

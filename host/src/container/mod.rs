@@ -116,7 +116,7 @@ impl Prepared for Launch {
         drop(theirs);
         cx.timeline.mark("namespaces created, init started");
         Ok(Launched {
-            control: ours,
+            control: ours.into(),
             watch: (pid, "the container's init"),
             limits,
             run_spec,

@@ -9,6 +9,17 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+/// The device the control channel goes through, and how QEMU reaches its host side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlDevice {
+    /// A virtio-serial port; QEMU connects it to our listening socket.
+    Serial { socket: PathBuf },
+    /// vhost-user vsock; QEMU connects to vhost-device-vsock's socket.
+    VhostUserVsock { socket: PathBuf },
+    /// The host kernel's vhost-vsock, with the guest's CID.
+    VhostVsock { guest_cid: u32 },
+}
+
 pub struct VmConfig {
     pub name: String,
     pub accel: Chosen,
@@ -24,8 +35,7 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// 9p as root: passthrough, so files the guest creates get the guest user's owner.
     pub nine_p_passthrough: bool,
-    /// Our listening socket for the control channel; QEMU connects to it.
-    pub control_socket: PathBuf,
+    pub control: ControlDevice,
 }
 
 /// A host path as the value of an option in a QEMU option list (`-fsdev path=`,
@@ -62,8 +72,10 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     // No defaults, no config files, no firmware display: only what is listed here.
     a.push(&["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]);
     a.push(&["-name", &c.name]);
-    // virtiofs needs guest memory that virtiofsd can map: a shared memfd backend.
-    let backend = if c.share == Share::Virtiofs { ",memory-backend=mem" } else { "" };
+    // virtiofs and vhost-user vsock need guest memory that their daemon can map: a
+    // shared memfd backend.
+    let shared = c.share == Share::Virtiofs || matches!(c.control, ControlDevice::VhostUserVsock { .. });
+    let backend = if shared { ",memory-backend=mem" } else { "" };
     match c.machine {
         // rtc=on: the kernel's rtc_cmos probe costs over a second without it.
         Machine::Microvm => a.push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
@@ -75,7 +87,7 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     };
     a.push(&["-accel", accel, "-cpu", cpu_model(c.accel)]);
     a.push(&["-smp", &c.cpus.to_string(), "-m", &format!("{mib}M")]);
-    if c.share == Share::Virtiofs {
+    if shared {
         a.push(&["-object", &format!("memory-backend-memfd,id=mem,size={mib}M,share=on")]);
     }
     // QEMU takes -kernel, -initrd and -append whole, not as option lists (vl.c stores
@@ -117,12 +129,23 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
         a.push(&["-device", &format!("{},drive=disk{i}", dev("virtio-blk-device", "virtio-blk-pci"))]);
     }
 
-    a.push_os("-chardev", with_path("socket,id=ctl,path=", &c.control_socket, ""));
-    // Two ports, not the default 31: the guest driver sets up two virtqueues for every
-    // possible port as it probes (about 55 ms of a TCG boot with 31). Port 0 is kept for
-    // a virtconsole, so ours is port 1.
-    a.push(&["-device", &format!("{},max_ports=2", dev("virtio-serial-device", "virtio-serial-pci"))]);
-    a.push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
+    match &c.control {
+        ControlDevice::Serial { socket } => {
+            a.push_os("-chardev", with_path("socket,id=ctl,path=", socket, ""));
+            // Two ports, not the default 31: the guest driver sets up two virtqueues for
+            // every possible port as it probes (about 55 ms of a TCG boot with 31). Port
+            // 0 is kept for a virtconsole, so ours is port 1.
+            a.push(&["-device", &format!("{},max_ports=2", dev("virtio-serial-device", "virtio-serial-pci"))]);
+            a.push(&["-device", &format!("virtserialport,chardev=ctl,name={CONTROL_PORT_NAME}")]);
+        }
+        ControlDevice::VhostUserVsock { socket } => {
+            a.push_os("-chardev", with_path("socket,id=ctl,path=", socket, ""));
+            a.push(&["-device", &format!("{},chardev=ctl", dev("vhost-user-vsock-device", "vhost-user-vsock-pci"))]);
+        }
+        ControlDevice::VhostVsock { guest_cid } => {
+            a.push(&["-device", &format!("{},guest-cid={guest_cid}", dev("vhost-vsock-device", "vhost-vsock-pci"))]);
+        }
+    }
     a.0
 }
 
@@ -193,7 +216,7 @@ mod tests {
             ],
             disks: vec![],
             nine_p_passthrough: true,
-            control_socket: "/run/x/ctl.sock".into(),
+            control: ControlDevice::Serial { socket: "/run/x/ctl.sock".into() },
         }
     }
 
@@ -250,7 +273,7 @@ mod tests {
         let mut c = cfg(share, Machine::Microvm);
         c.shares[1].path = "/home/u/a,b".into();
         c.shares[1].socket = Some("/run/x,y/vfs1.sock".into());
-        c.control_socket = "/run/x,y/ctl.sock".into();
+        c.control = ControlDevice::Serial { socket: "/run/x,y/ctl.sock".into() };
         c.disks = vec![DiskConfig { path: "/img/disk,1.img".into(), format: "raw" }];
         c
     }
@@ -306,5 +329,30 @@ mod tests {
         let s = joined(&cfg(Share::NineP, Machine::Q35));
         assert!(s.contains("-M q35"));
         assert!(s.contains("virtio-9p-pci") && s.contains("virtio-serial-pci"));
+    }
+
+    #[test]
+    fn vhost_user_vsock_replaces_the_serial_port_and_shares_memory() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        c.control = ControlDevice::VhostUserVsock { socket: "/run/x,y/vhost-vsock.sock".into() };
+        let s = joined(&c);
+        assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem"), "{s}");
+        assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"), "{s}");
+        assert_eq!(value_of(&c, "-chardev", "socket,id=ctl,"), "socket,id=ctl,path=/run/x,,y/vhost-vsock.sock");
+        assert!(s.contains("-device vhost-user-vsock-device,chardev=ctl"), "{s}");
+        assert!(!s.contains("virtio-serial") && !s.contains("virtserialport"), "{s}");
+        c.machine = Machine::Q35;
+        assert!(joined(&c).contains("-device vhost-user-vsock-pci,chardev=ctl"));
+    }
+
+    #[test]
+    fn the_kernels_vhost_vsock_needs_only_the_guest_cid() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        c.control = ControlDevice::VhostVsock { guest_cid: 0x8000_0003 };
+        let s = joined(&c);
+        assert!(s.contains("-device vhost-vsock-device,guest-cid=2147483651"), "{s}");
+        assert!(!s.contains("memory-backend") && !s.contains("id=ctl"), "{s}");
+        c.machine = Machine::Q35;
+        assert!(joined(&c).contains("-device vhost-vsock-pci,guest-cid=2147483651"));
     }
 }

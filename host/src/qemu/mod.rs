@@ -1,19 +1,23 @@
-//! The QEMU backend: starts the VM that `vm::prepare` planned. QEMU is spawned first,
-//! then the virtiofsd daemons on sockets bound beforehand (QEMU's connections wait in
-//! their backlog), and the launch ends once QEMU has connected the control channel.
+//! The QEMU backend: starts the VM that `vm::prepare` planned. A vsock helper first
+//! when the channel goes through one, then QEMU, then the virtiofsd daemons on sockets
+//! bound beforehand (QEMU's connections wait in their backlog). The launch ends once
+//! QEMU has connected the control channel, or, over vsock, with the guest's connection
+//! pending: the session waits for it under the boot watchdog.
 
 mod cmdline;
 mod console;
 mod virtiofsd;
+mod vsock;
 
 use crate::backend::{self, Context, Failure, Launched, Prepared, Running};
+use crate::control::Control;
 use crate::exit::Outcome;
 use crate::proc;
 use crate::runtime_dir::RuntimeDir;
 use crate::session::{self, Limits};
 use crate::spec::Spec;
-use crate::vm::{self, plan::Share, VmPlan};
-use cmdline::VmConfig;
+use crate::vm::{self, plan, plan::Share, VmPlan};
+use cmdline::{ControlDevice, VmConfig};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -32,7 +36,12 @@ impl backend::Backend for Qemu {
             return Err("the QEMU backend was given another backend's spec".into());
         };
         let virtiofsd = virtiofsd::find();
-        let vm = vm::prepare(spec, opts, virtiofsd.as_ref().map(|_| ()).map_err(String::as_str), cx)?;
+        let vsock = vsock::probe();
+        let unavailable = vm::Unavailable {
+            virtiofsd: virtiofsd.as_ref().err().map(String::as_str),
+            vsock: vsock.as_ref().err().map(String::as_str),
+        };
+        let vm = vm::prepare(spec, opts, unavailable, cx)?;
         if spec.verbose {
             (cx.notice)(&format!("cpu model: {}", cmdline::cpu_model(vm.accel)));
         }
@@ -40,9 +49,15 @@ impl backend::Backend for Qemu {
             Share::Virtiofs => Some(virtiofsd?),
             Share::NineP => None,
         };
+        let vsock = match vm.devices.channel {
+            plan::Channel::Vsock => Some(vsock?),
+            plan::Channel::VirtioSerial => None,
+        };
         Ok(Box::new(Launch {
             vm,
             virtiofsd,
+            vsock,
+            verbose: spec.verbose,
             name: spec.name.clone(),
             overlay: spec.overlay,
             debug: spec.debug,
@@ -56,6 +71,9 @@ struct Launch {
     vm: VmPlan,
     /// The virtiofsd binary, when the root is shared over virtiofs.
     virtiofsd: Option<PathBuf>,
+    /// The vsock device, when the control channel goes over vsock.
+    vsock: Option<vsock::Device>,
+    verbose: bool,
     name: String,
     overlay: bool,
     debug: bool,
@@ -64,7 +82,19 @@ struct Launch {
 
 impl Prepared for Launch {
     fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
-        let Launch { vm, virtiofsd, name, overlay, debug, timeout } = *self;
+        let Launch { vm, virtiofsd, vsock, verbose, name, overlay, debug, timeout } = *self;
+        let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
+        // The vsock helper first, to be ready when QEMU is; else our socket for QEMU's
+        // virtio-serial chardev.
+        let mut vsock_host = match &vsock {
+            Some(device) => Some(vsock::listen(device, rundir.path(), seed())?),
+            None => None,
+        };
+        let transport = vsock_host.as_ref().map_or(protocol::Transport::VirtioSerial, vsock::Host::transport);
+        let append = vm.append(transport);
+        if verbose {
+            (cx.notice)(&format!("kernel command line: {append}"));
+        }
         let VmPlan {
             accel,
             cpus,
@@ -73,16 +103,18 @@ impl Prepared for Launch {
             layout,
             kernel,
             initrd,
-            append,
             staged,
             run_spec,
             include_files,
             boot_timeout,
             temp,
+            ..
         } = vm;
-        let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
         let ctl_path = rundir.path().join("ctl.sock");
-        let listener = UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?;
+        let listener = match vsock_host {
+            Some(_) => None,
+            None => Some(UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?),
+        };
         let mut helpers = Helpers::default();
         let mut shares = layout.shares;
         let mut daemons = Vec::new();
@@ -106,12 +138,18 @@ impl Prepared for Launch {
             append,
             shares,
             disks: layout.disks,
-            // SAFETY: geteuid cannot fail.
-            nine_p_passthrough: unsafe { libc::geteuid() } == 0,
-            control_socket: ctl_path,
+            nine_p_passthrough: rustix::process::geteuid().is_root(),
+            control: vsock_host.as_ref().map_or(ControlDevice::Serial { socket: ctl_path }, vsock::Host::device),
         };
         let console = console::Tail::default();
         let qemu_err = console::Tail::default();
+        if let Some(host) = vsock_host.as_mut() {
+            helpers.vsock = host.ready()?;
+            // Its complaints, if any, go with QEMU's into a failure's report.
+            if let Some(err) = helpers.vsock.as_mut().and_then(|c| c.stderr.take()) {
+                qemu_err.capture(err, debug);
+            }
+        }
         let qemu = spawn_qemu(&cfg, &console, &qemu_err, debug)?;
         let qemu_pid = qemu.id();
         helpers.qemu = Some(qemu);
@@ -134,23 +172,31 @@ impl Prepared for Launch {
             cx.timeline.mark("virtiofsd started");
         }
 
-        let control = match accept(&listener, &mut helpers) {
-            Ok(s) => s,
-            Err(reason) => {
-                // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
-                let grace = Duration::from_millis(200);
-                let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
-                helpers.stop();
-                return Err(match virtiofsd_failed {
-                    Some(why) => why.into(),
-                    None => Failure { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) },
-                });
+        let control = match (vsock_host, listener) {
+            // The guest connects once booted, and the session waits for it.
+            (Some(host), _) => host.pending(qemu_pid, rundir.path()),
+            (None, Some(listener)) => {
+                let stream = match accept(&listener, &mut helpers) {
+                    Ok(s) => s,
+                    Err(reason) => {
+                        // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
+                        let grace = Duration::from_millis(200);
+                        let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
+                        helpers.stop();
+                        return Err(match virtiofsd_failed {
+                            Some(why) => why.into(),
+                            None => Failure { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) },
+                        });
+                    }
+                };
+                // Every socket is connected: nothing needs the paths any more.
+                drop(listener);
+                rundir.remove();
+                cx.timeline.mark("QEMU connected");
+                Control::from(stream)
             }
+            (None, None) => unreachable!("a listener is bound whenever there is no vsock host"),
         };
-        // Every socket is connected: nothing needs the paths any more.
-        drop(listener);
-        rundir.remove();
-        cx.timeline.mark("QEMU connected");
 
         let limits = Limits {
             boot_timeout,
@@ -211,6 +257,8 @@ impl Running for RunningVm {
 struct Helpers {
     qemu: Option<Child>,
     virtiofsd: Vec<Child>,
+    /// vhost-device-vsock, when the channel goes through it.
+    vsock: Option<Child>,
     /// Publishing what this launch added to the cache; it returns the staged entries,
     /// whose temporary names (which QEMU booted from) go when they are dropped.
     publishing: Option<JoinHandle<Vec<Staged>>>,
@@ -221,7 +269,7 @@ impl Helpers {
     /// then reaping made this step 2.4 x longer here (median 17 -> 42 ms, 14 pairs).
     /// Then, with QEMU gone, the temporary cache files.
     fn stop(&mut self) {
-        for child in self.qemu.take().into_iter().chain(self.virtiofsd.drain(..)) {
+        for child in self.qemu.take().into_iter().chain(self.virtiofsd.drain(..)).chain(self.vsock.take()) {
             let mut child = child;
             proc::kill(child.id());
             let _ = child.wait();
@@ -263,6 +311,12 @@ fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, deb
         errs.capture(err, debug);
     }
     Ok(child)
+}
+
+/// Varies the guest's vsock CID between launchers (`vsock::guest_cid`).
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    (u64::from(std::process::id()) << 32) ^ nanos as u64
 }
 
 /// Waits for QEMU to connect the control socket; fails if QEMU exits first.

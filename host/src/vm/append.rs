@@ -1,13 +1,24 @@
 //! The guest kernel's command line: what a throwaway boot needs and nothing it can
-//! skip. Shared by every VM backend.
+//! skip, and the word that tells init where its control channel is. Shared by every VM
+//! backend.
 
 use crate::accel::Chosen;
 use crate::vm::plan::Machine;
+use protocol::Transport;
 
 /// The kernel command line. `quiet` unless debugging: every console byte is slow to
-/// emulate, and errors and panics still print at this level.
-pub fn kernel_append(machine: Machine, accel: Chosen, cpus: u32, debug: bool, tsc_khz: Option<u64>) -> String {
-    let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t"];
+/// emulate, and errors and panics still print at this level. `transport` tells init
+/// where its control channel is.
+pub fn kernel_append(
+    machine: Machine,
+    accel: Chosen,
+    cpus: u32,
+    debug: bool,
+    tsc_khz: Option<u64>,
+    transport: Transport,
+) -> String {
+    let transport = transport.kernel_words();
+    let mut p = vec!["console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t", &transport];
     if accel == Chosen::Tcg && cpus > 1 {
         // The kernel boots on one vCPU and init brings the others online (guest-init's
         // cpus.rs). QEMU 7.2's multi-threaded TCG can keep running a stale translation
@@ -76,18 +87,26 @@ mod tests {
 
     #[test]
     fn kernel_command_line() {
-        let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, Some(2_400_000));
+        let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, Some(2_400_000), Transport::VirtioSerial);
         assert!(a.contains("quiet") && a.contains("panic=-1") && a.contains("tsc_early_khz=2400000"));
         assert!(a.contains("mitigations=off") && a.contains("cryptomgr.notests") && a.contains("init_on_alloc=0"));
         assert!(a.contains("tsc=nowatchdog"));
         assert!(!a.contains("maxcpus"));
-        let k = kernel_append(Machine::Q35, Chosen::Kvm, 2, true, None);
+        let k = kernel_append(Machine::Q35, Chosen::Kvm, 2, true, None, Transport::VirtioSerial);
         assert!(k.contains("loglevel=7") && !k.contains("mitigations") && !k.contains("tsc="));
         assert!(!k.contains("maxcpus"), "KVM boots every vCPU: {k}");
-        let two = kernel_append(Machine::Microvm, Chosen::Tcg, 2, false, None);
+        let two = kernel_append(Machine::Microvm, Chosen::Tcg, 2, false, None, Transport::VirtioSerial);
         assert!(
             two.contains("maxcpus=1") && two.contains("noreplace-smp") && two.contains("no_ipi_broadcast=1"),
             "{two}"
         );
+    }
+
+    #[test]
+    fn the_transport_reaches_init_on_the_kernel_command_line() {
+        for t in [Transport::VirtioSerial, Transport::Vsock { port: 1024 }] {
+            let a = kernel_append(Machine::Microvm, Chosen::Tcg, 1, false, None, t);
+            assert_eq!(Transport::from_cmdline(&a), Ok(t), "{a}");
+        }
     }
 }

@@ -30,8 +30,23 @@ pub enum Error {
     )]
     NoVirtioTransport,
 
-    #[error("the kernel has no virtio_console driver, needed for the control channel; pick another with --kernel")]
+    /// `--transport virtio-serial` with a kernel that has no driver for it.
+    #[error(
+        "--transport virtio-serial: the kernel has no virtio_console driver; use --transport vsock or another --kernel"
+    )]
     NoVirtioConsole,
+
+    #[error("--transport vsock: the kernel has no virtio vsock driver (vmw_vsock_virtio_transport); use --transport virtio-serial or another --kernel")]
+    NoVsockDriver,
+
+    /// `--transport vsock` where the host cannot give the guest a vsock device; `why`
+    /// is the device probe's sentence.
+    #[error("--transport vsock: {why}")]
+    NoVsockDevice { why: String },
+
+    /// `--transport auto` with neither channel usable.
+    #[error("the kernel has no virtio_console driver for the control channel, {why}")]
+    NoChannel { why: String },
 
     #[error("--fs virtiofs: the kernel has no virtiofs driver; use --fs 9p or another --kernel")]
     NoVirtiofsDriver,

@@ -36,7 +36,8 @@ pub struct VmPlan {
     /// The kernel image to boot (a cached vmlinux where one can be had).
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    pub append: String,
+    /// The kernel command line but for the control transport's words (`append`).
+    append_base: AppendBase,
     /// Cache entries this launch built: published while the guest boots, their
     /// temporary names (which the VM boots from) kept until it is gone.
     pub staged: Vec<Staged>,
@@ -49,8 +50,32 @@ pub struct VmPlan {
 }
 
 /// Chooses the kernel, accelerator and devices, and builds the initrd and boot image.
-/// `virtiofsd` is the backend's virtiofsd, or why it has none.
-pub fn prepare(spec: &Spec, opts: &VmOptions, virtiofsd: Result<(), &str>, cx: &mut Context) -> Result<VmPlan, Error> {
+/// What the kernel command line depends on besides the transport, which the backend
+/// learns only when it starts the channel's host side.
+struct AppendBase {
+    debug: bool,
+    tsc_khz: Option<u64>,
+}
+
+impl VmPlan {
+    /// The kernel command line, with the words that tell init its control transport.
+    pub fn append(&self, transport: protocol::Transport) -> String {
+        let AppendBase { debug, tsc_khz } = self.append_base;
+        append::kernel_append(self.devices.machine, self.accel, self.cpus, debug, tsc_khz, transport)
+    }
+}
+
+/// Why the backend's helpers cannot serve this VM (None: they can).
+#[derive(Default)]
+pub struct Unavailable<'a> {
+    /// virtiofsd, for a virtiofs root.
+    pub virtiofsd: Option<&'a str>,
+    /// A vsock device for the control channel.
+    pub vsock: Option<&'a str>,
+}
+
+/// Chooses the kernel, accelerator and devices, and builds the initrd and boot image.
+pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut Context) -> Result<VmPlan, Error> {
     // Choose.
     let req =
         KernelRequest { kernel: opts.kernel.clone(), kernver: opts.kernver.clone(), kmodpath: opts.kmodpath.clone() };
@@ -77,7 +102,7 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, virtiofsd: Result<(), &str>, cx: &
              can hang the guest in QEMU's multi-threaded TCG; --timeout bounds such a run"
         ));
     }
-    let devices = plan::plan(&has, opts.fs, virtiofsd.err())?;
+    let devices = plan::plan(&has, opts.fs, unavailable.virtiofsd, opts.transport, unavailable.vsock)?;
     cx.timeline.mark("kernel, accelerator and devices chosen");
 
     // Build.
@@ -114,19 +139,18 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, virtiofsd: Result<(), &str>, cx: &
         accel::Chosen::Tcg => accel::host_tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         accel::Chosen::Kvm => None,
     };
-    let append = append::kernel_append(devices.machine, accel, cpus, spec.debug, tsc);
     if spec.verbose {
         (cx.notice)(&format!(
-            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, {} vCPU(s)",
+            "kernel {} ({}) booted as {}; {:?}, {:?}, root over {:?}, channel over {:?}, {} vCPU(s)",
             kernel.image.display(),
             kernel.version,
             boot_name.display(),
             accel,
             devices.machine,
             devices.share,
+            devices.channel,
             cpus
         ));
-        (cx.notice)(&format!("kernel command line: {append}"));
     }
     let run_spec =
         spec.run_spec(layout.mounts.clone(), protocol::Stdio::Relay, protocol::Security::default(), include_entries);
@@ -138,7 +162,7 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, virtiofsd: Result<(), &str>, cx: &
         layout,
         kernel: boot_image.path,
         initrd: initrd_path,
-        append,
+        append_base: AppendBase { debug: spec.debug, tsc_khz: tsc },
         staged,
         run_spec,
         include_files,
