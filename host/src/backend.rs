@@ -23,9 +23,8 @@ pub struct Context<'a> {
 /// Why a sandbox could not be prepared or launched, and what the guest printed, if any.
 ///
 /// `reason` is the line the user reads: a backend's typed error becomes it here, its
-/// chain joined once by [`describe`]. It stays a string while the QEMU backend
-/// (`qemu/`) still builds failures from strings and by this struct's fields; once that
-/// has an error type too, this can carry the error and `run` can describe it.
+/// chain joined once by [`describe`]; the console's tail is added by the backend that
+/// has one.
 #[derive(Debug)]
 pub struct Failure {
     pub reason: String,
@@ -50,20 +49,7 @@ macro_rules! failure_from {
     )*};
 }
 
-failure_from!(crate::vm::Error, crate::container::Error);
-
-/// For the QEMU backend, whose steps still fail with a sentence.
-impl From<String> for Failure {
-    fn from(reason: String) -> Self {
-        Failure { reason, console: None }
-    }
-}
-
-impl From<&str> for Failure {
-    fn from(reason: &str) -> Self {
-        reason.to_string().into()
-    }
-}
+failure_from!(crate::vm::Error, crate::qemu::Error, crate::container::Error);
 
 pub trait Backend {
     /// Decides and builds what the launch needs; starts nothing.

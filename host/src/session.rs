@@ -123,20 +123,30 @@ const SEND_AHEAD_MAX: usize = 32 << 10;
 /// The default [`Limits::signal_grace`], as `docker stop`'s.
 pub const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
+/// A host file behind `-i`/`-I` that could not be streamed to the guest.
+#[derive(Debug, thiserror::Error)]
+enum IncludeError {
+    #[error("include {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("include {} shrank while it was being copied", .0.display())]
+    Shrank(PathBuf),
+    #[error("sending includes")]
+    Send(#[source] protocol::FrameError),
+}
+
 /// Streams each include file as exactly its announced size; the guest counts bytes.
-fn send_includes(writer: &Mutex<ControlStream>, files: &[(PathBuf, u64)]) -> Result<(), String> {
+fn send_includes(writer: &Mutex<ControlStream>, files: &[(PathBuf, u64)]) -> Result<(), IncludeError> {
     let mut buf = vec![0u8; MAX_CHUNK];
     for (path, size) in files {
-        let mut f = File::open(path).map_err(|e| format!("include {}: {e}", path.display()))?;
+        let mut f = File::open(path).map_err(|e| IncludeError::Read(path.clone(), e))?;
         let mut left = *size;
         while left > 0 {
             let want = buf.len().min(left as usize);
-            let n = f.read(&mut buf[..want]).map_err(|e| format!("include {}: {e}", path.display()))?;
+            let n = f.read(&mut buf[..want]).map_err(|e| IncludeError::Read(path.clone(), e))?;
             if n == 0 {
-                return Err(format!("include {} shrank while it was being copied", path.display()));
+                return Err(IncludeError::Shrank(path.clone()));
             }
-            send(writer, &HostMsg::IncludeData(ByteBuf::from(&buf[..n])))
-                .map_err(|e| format!("sending includes: {e}"))?;
+            send(writer, &HostMsg::IncludeData(ByteBuf::from(&buf[..n]))).map_err(IncludeError::Send)?;
             left -= n as u64;
         }
     }
@@ -277,7 +287,7 @@ fn decide(
     // After Hello: init is reading, so a large include cannot block us before the
     // watchdog has had its say.
     if let Err(e) = send_includes(&writer, &limits.include_files) {
-        return Outcome::failed(e);
+        return Outcome::failed(crate::exit::describe(&e));
     }
     if let Some((n, _)) = signalled {
         send_soon(&writer, HostMsg::Signal(n));

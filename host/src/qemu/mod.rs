@@ -6,6 +6,7 @@
 
 mod cmdline;
 mod console;
+mod error;
 mod virtiofsd;
 mod vsock;
 
@@ -18,6 +19,7 @@ use crate::session::{self, Limits};
 use crate::spec::Spec;
 use crate::vm::{self, plan, plan::Share, VmPlan};
 use cmdline::{ControlDevice, VmConfig};
+pub use error::Error;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -33,14 +35,14 @@ pub struct Qemu;
 impl backend::Backend for Qemu {
     fn prepare(&self, spec: &Spec, cx: &mut Context) -> Result<Box<dyn Prepared>, Failure> {
         let crate::spec::Backend::Qemu(opts) = &spec.backend else {
-            return Err("the QEMU backend was given another backend's spec".into());
+            return Err(Error::WrongSpec.into());
         };
         let virtiofsd = virtiofsd::find();
         let vsock = vsock::probe();
-        let unavailable = vm::Unavailable {
-            virtiofsd: virtiofsd.as_ref().err().map(String::as_str),
-            vsock: vsock.as_ref().err().map(String::as_str),
-        };
+        // Why a helper is missing is the device plan's reason to choose another device.
+        let (no_virtiofsd, no_vsock) =
+            (virtiofsd.as_ref().err().map(ToString::to_string), vsock.as_ref().err().map(ToString::to_string));
+        let unavailable = vm::Unavailable { virtiofsd: no_virtiofsd.as_deref(), vsock: no_vsock.as_deref() };
         let vm = vm::prepare(spec, opts, unavailable, cx)?;
         if spec.verbose {
             (cx.notice)(&format!("cpu model: {}", cmdline::cpu_model(vm.accel)));
@@ -83,7 +85,7 @@ struct Launch {
 impl Prepared for Launch {
     fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
         let Launch { vm, virtiofsd, vsock, verbose, name, overlay, debug, timeout } = *self;
-        let mut rundir = RuntimeDir::create().map_err(|e| format!("runtime directory: {e}"))?;
+        let mut rundir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
         // The vsock helper first, to be ready when QEMU is; else our socket for QEMU's
         // virtio-serial chardev.
         let mut vsock_host = match &vsock {
@@ -113,7 +115,9 @@ impl Prepared for Launch {
         let ctl_path = rundir.path().join("ctl.sock");
         let listener = match vsock_host {
             Some(_) => None,
-            None => Some(UnixListener::bind(&ctl_path).map_err(|e| format!("binding {}: {e}", ctl_path.display()))?),
+            None => {
+                Some(UnixListener::bind(&ctl_path).map_err(|source| Error::Bind { path: ctl_path.clone(), source })?)
+            }
         };
         let mut helpers = Helpers::default();
         let mut shares = layout.shares;
@@ -178,14 +182,16 @@ impl Prepared for Launch {
             (None, Some(listener)) => {
                 let stream = match accept(&listener, &mut helpers) {
                     Ok(s) => s,
-                    Err(reason) => {
+                    Err(error) => {
                         // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
                         let grace = Duration::from_millis(200);
                         let virtiofsd_failed = helpers.virtiofsd.iter_mut().find_map(|v| virtiofsd::failure(v, grace));
                         helpers.stop();
                         return Err(match virtiofsd_failed {
                             Some(why) => why.into(),
-                            None => Failure { reason, console: Some(qemu_err.last_lines(CONSOLE_LINES)) },
+                            None => {
+                                Failure { console: Some(qemu_err.last_lines(CONSOLE_LINES)), ..Failure::of(&error) }
+                            }
                         });
                     }
                 };
@@ -211,7 +217,9 @@ impl Prepared for Launch {
             watch: (qemu_pid, "QEMU"),
             limits,
             run_spec,
-            sandbox: Box::new(RunningVm { helpers, console, qemu_err, _temp: temp }),
+            // Over vsock the sockets' directory must outlive the launch: the helper binds
+            // in it and reaches our listener by its path until the guest connects.
+            sandbox: Box::new(RunningVm { helpers, console, qemu_err, _rundir: rundir, _temp: temp }),
         })
     }
 }
@@ -221,6 +229,7 @@ struct RunningVm {
     helpers: Helpers,
     console: console::Tail,
     qemu_err: console::Tail,
+    _rundir: RuntimeDir,
     _temp: crate::layout::TempDirs,
 }
 
@@ -286,23 +295,17 @@ impl Drop for Helpers {
     }
 }
 
-fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, debug: bool) -> Result<Child, String> {
+fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, debug: bool) -> Result<Child, Error> {
     let bin = std::env::var_os("VIRT_SANDBOX_QEMU")
         .map(std::path::PathBuf::from)
         .or_else(|| proc::which("qemu-system-x86_64"))
-        .ok_or("qemu-system-x86_64 is not installed (Debian/Ubuntu: apt-get install qemu-system-x86)")?;
+        .ok_or(Error::QemuNotInstalled)?;
     let mut cmd = Command::new(&bin);
     cmd.args(cmdline::qemu_args(cfg)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     proc::die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "QEMU was not found at {} (Debian/Ubuntu: apt-get install qemu-system-x86; or set VIRT_SANDBOX_QEMU)",
-                bin.display()
-            )
-        } else {
-            format!("starting {}: {e}", bin.display())
-        }
+    let mut child = cmd.spawn().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::QemuNotFound(bin.clone()),
+        _ => Error::StartQemu { path: bin.clone(), source },
     })?;
     if let Some(out) = child.stdout.take() {
         console.capture(out, debug);
@@ -320,25 +323,25 @@ fn seed() -> u64 {
 }
 
 /// Waits for QEMU to connect the control socket; fails if QEMU exits first.
-fn accept(listener: &UnixListener, helpers: &mut Helpers) -> Result<UnixStream, String> {
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+fn accept(listener: &UnixListener, helpers: &mut Helpers) -> Result<UnixStream, Error> {
+    listener.set_nonblocking(true).map_err(Error::Accept)?;
     let start = Instant::now();
     loop {
         match listener.accept() {
             Ok((s, _)) => {
-                s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                s.set_nonblocking(false).map_err(Error::Accept)?;
                 return Ok(s);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(format!("control socket: {e}")),
+            Err(e) => return Err(Error::Accept(e)),
         }
         if let Some(q) = helpers.qemu.as_mut() {
             if let Ok(Some(status)) = q.try_wait() {
-                return Err(format!("QEMU failed to start ({status})"));
+                return Err(Error::QemuFailed(status));
             }
         }
         if start.elapsed() > Duration::from_secs(30) {
-            return Err("QEMU did not connect its control channel within 30s".into());
+            return Err(Error::QemuNeverConnected);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -1,6 +1,7 @@
 //! virtiofsd: found, and started on a listening socket of ours (socket activation), so
 //! that neither QEMU nor the launcher waits for it to start.
 
+use super::error::{Error, Said};
 use crate::proc;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
@@ -9,31 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// What to do about a missing or broken virtiofsd.
-const INSTALL: &str =
-    "the Rust virtiofsd is needed: cargo install virtiofsd --locked, or your distribution's package; or use --fs 9p";
-
 /// Where distributions put the Rust virtiofsd, after `$VIRTIOFSD`, PATH and
 /// `~/.cargo/bin`. QEMU's older C virtiofsd (Debian 12's /usr/lib/qemu/virtiofsd) takes
 /// other options and is not used.
 const PLACES: &[&str] = &["/usr/libexec/virtiofsd", "/usr/local/bin/virtiofsd"];
 
 /// The virtiofsd binary, or why there is none (one sentence with the fix).
-pub fn find() -> Result<PathBuf, String> {
+pub fn find() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os("VIRTIOFSD") {
         let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(format!("VIRTIOFSD={} does not exist ({INSTALL})", p.display())) };
+        return if p.is_file() { Ok(p) } else { Err(Error::VirtiofsdEnvMissing(p)) };
     }
     if let Some(p) = proc::which("virtiofsd") {
         return Ok(p);
     }
     let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/virtiofsd"));
-    PLACES
-        .iter()
-        .map(PathBuf::from)
-        .chain(cargo_bin)
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("virtiofsd is not installed ({INSTALL})"))
+    PLACES.iter().map(PathBuf::from).chain(cargo_bin).find(|p| p.is_file()).ok_or(Error::VirtiofsdNotInstalled)
 }
 
 /// A virtiofsd ready to start: its command line, and the socket it will listen on.
@@ -48,8 +40,8 @@ pub struct Prepared {
 }
 
 /// Prepares virtiofsd to share `dir` on `socket`, which exists when this returns.
-pub fn prepare(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lower: bool) -> Result<Prepared, String> {
-    let listener = UnixListener::bind(socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
+pub fn prepare(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lower: bool) -> Result<Prepared, Error> {
+    let listener = UnixListener::bind(socket).map_err(|source| Error::Bind { path: socket.to_owned(), source })?;
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(bin);
     // virtiofsd takes the directory whole (no option list, nothing to escape); built as
@@ -87,9 +79,10 @@ pub fn prepare(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lo
 impl Prepared {
     /// Starts it. Our copy of the socket is closed once virtiofsd has its own: if
     /// virtiofsd then dies, QEMU's connection fails rather than waits.
-    pub fn start(self) -> Result<Child, String> {
+    pub fn start(self) -> Result<Child, Error> {
         let Prepared { mut cmd, listener } = self;
-        let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", cmd.get_program().to_string_lossy()))?;
+        let child =
+            cmd.spawn().map_err(|source| Error::StartVirtiofsd { path: PathBuf::from(cmd.get_program()), source })?;
         drop(listener);
         Ok(child)
     }
@@ -98,7 +91,7 @@ impl Prepared {
 /// Why virtiofsd failed, if it has exited with a failure; it is given `grace` to finish
 /// exiting, since QEMU can see its socket close a moment before its exit status is
 /// there. (A virtiofsd whose QEMU went away exits successfully: that is no failure.)
-pub fn failure(child: &mut Child, grace: Duration) -> Option<String> {
+pub fn failure(child: &mut Child, grace: Duration) -> Option<Error> {
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -112,16 +105,11 @@ pub fn failure(child: &mut Child, grace: Duration) -> Option<String> {
     if let Some(mut e) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut err);
     }
-    let said = match err.trim() {
-        "" => String::new(),
-        words => format!(": {words}"),
-    };
-    Some(format!("virtiofsd exited at start ({status}){said} ({INSTALL})"))
+    Some(Error::VirtiofsdFailed { status, said: Said(err) })
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //!   in the run's private directory). It needs shared guest memory, as virtiofs does.
 
 use super::cmdline::ControlDevice;
+use super::error::{Error, Said};
 use crate::control::{Control, ControlStream};
 use crate::proc;
 use protocol::Transport;
@@ -19,10 +20,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// What to do about a missing or broken helper.
-const INSTALL: &str =
-    "vhost-device-vsock is needed: cargo install vhost-device-vsock --locked; or use --transport virtio-serial";
 
 /// The kernel's vhost backend for vsock.
 const VHOST_VSOCK: &str = "/dev/vhost-vsock";
@@ -49,14 +46,10 @@ pub enum Device {
 /// The host's vsock device: the helper named by `$VHOST_DEVICE_VSOCK`, else the
 /// kernel's when /dev/vhost-vsock can be opened, else the helper found on the system;
 /// or why there is none (one sentence with the fix).
-pub fn probe() -> Result<Device, String> {
+pub fn probe() -> Result<Device, Error> {
     if let Some(p) = std::env::var_os("VHOST_DEVICE_VSOCK") {
         let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(Device::Helper(p))
-        } else {
-            Err(format!("VHOST_DEVICE_VSOCK={} does not exist ({INSTALL})", p.display()))
-        };
+        return if p.is_file() { Ok(Device::Helper(p)) } else { Err(Error::VsockEnvMissing(p)) };
     }
     if std::fs::OpenOptions::new().read(true).write(true).open(VHOST_VSOCK).is_ok() {
         return Ok(Device::Kernel);
@@ -67,17 +60,12 @@ pub fn probe() -> Result<Device, String> {
 /// Where distributions and `cargo install` put the helper, after PATH.
 const PLACES: &[&str] = &["/usr/libexec/vhost-device-vsock", "/usr/local/bin/vhost-device-vsock"];
 
-fn find_helper() -> Result<PathBuf, String> {
+fn find_helper() -> Result<PathBuf, Error> {
     if let Some(p) = proc::which("vhost-device-vsock") {
         return Ok(p);
     }
     let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/vhost-device-vsock"));
-    PLACES
-        .iter()
-        .map(PathBuf::from)
-        .chain(cargo_bin)
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("vhost-device-vsock is not installed ({INSTALL})"))
+    PLACES.iter().map(PathBuf::from).chain(cargo_bin).find(|p| p.is_file()).ok_or(Error::VsockNotInstalled)
 }
 
 /// The host's side, set up before QEMU starts: the listener the guest's connection
@@ -94,10 +82,10 @@ pub struct Host {
 /// Listens for the guest, in `dir` (the run's private directory) for the helper.
 /// The helper is started here, so that its start overlaps the launcher's work up to
 /// QEMU's ([`Host::ready`] waits for it).
-pub fn listen(device: &Device, dir: &Path, seed: u64) -> Result<Host, String> {
+pub fn listen(device: &Device, dir: &Path, seed: u64) -> Result<Host, Error> {
     match device {
         Device::Kernel => {
-            let (listener, port) = vsock_listener().map_err(|e| format!("listening on vsock: {e}"))?;
+            let (listener, port) = vsock_listener().map_err(Error::VsockListen)?;
             let guest_cid = guest_cid(seed);
             Ok(Host {
                 listener,
@@ -110,7 +98,7 @@ pub fn listen(device: &Device, dir: &Path, seed: u64) -> Result<Host, String> {
         Device::Helper(bin) => {
             let uds = dir.join("vsock");
             let ours = dir.join(format!("vsock_{USER_PORT}"));
-            let listener = UnixListener::bind(&ours).map_err(|e| format!("binding {}: {e}", ours.display()))?;
+            let listener = UnixListener::bind(&ours).map_err(|source| Error::Bind { path: ours.clone(), source })?;
             let socket = dir.join("vhost-vsock.sock");
             let child = spawn_helper(bin, &socket, &uds)?;
             Ok(Host {
@@ -124,7 +112,7 @@ pub fn listen(device: &Device, dir: &Path, seed: u64) -> Result<Host, String> {
     }
 }
 
-fn spawn_helper(bin: &Path, socket: &Path, uds: &Path) -> Result<Child, String> {
+fn spawn_helper(bin: &Path, socket: &Path, uds: &Path) -> Result<Child, Error> {
     let mut cmd = Command::new(bin);
     // Paths as separate arguments: clap takes them whole, whatever their bytes.
     cmd.arg(format!("--guest-cid={USER_GUEST_CID}"))
@@ -136,7 +124,7 @@ fn spawn_helper(bin: &Path, socket: &Path, uds: &Path) -> Result<Child, String> 
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     proc::die_with_parent(&mut cmd);
-    cmd.spawn().map_err(|e| format!("starting {}: {e} ({INSTALL})", bin.display()))
+    cmd.spawn().map_err(|source| Error::StartVsock { path: bin.to_owned(), source })
 }
 
 impl Host {
@@ -150,7 +138,7 @@ impl Host {
 
     /// Waits until the helper listens (QEMU fails to start without its socket) and
     /// hands it over, to be stopped with QEMU; its stderr is the caller's to drain.
-    pub fn ready(&mut self) -> Result<Option<Child>, String> {
+    pub fn ready(&mut self) -> Result<Option<Child>, Error> {
         let Some((mut child, socket)) = self.helper.take() else { return Ok(None) };
         let start = Instant::now();
         while !socket.exists() {
@@ -159,16 +147,13 @@ impl Host {
                 if let Some(mut e) = child.stderr.take() {
                     let _ = io::Read::read_to_string(&mut e, &mut err);
                 }
-                let said = match err.trim() {
-                    "" => String::new(),
-                    words => format!(": {}", words.lines().last().unwrap_or(words)),
-                };
-                return Err(format!("vhost-device-vsock exited at start ({status}){said} ({INSTALL})"));
+                let last = err.trim().lines().last().unwrap_or("").to_string();
+                return Err(Error::VsockFailed { status, said: Said(last) });
             }
             if start.elapsed() > HELPER_START {
                 proc::kill(child.id());
                 let _ = child.wait();
-                return Err(format!("vhost-device-vsock did not listen within {HELPER_START:?} ({INSTALL})"));
+                return Err(Error::VsockNeverListened(HELPER_START));
             }
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -116,6 +116,8 @@ fn a_helper_that_fails_at_start_is_named_with_the_fix() {
     let mut host = listen(&Device::Helper("/bin/false".into()), dir.path(), 1).unwrap();
     assert_eq!(host.transport(), Transport::Vsock { port: USER_PORT });
     let err = host.ready().unwrap_err();
+    assert!(matches!(err, Error::VsockFailed { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("vhost-device-vsock exited at start"), "{err}");
     assert!(err.contains("cargo install vhost-device-vsock"), "{err}");
 }
