@@ -66,9 +66,17 @@ fn a_hostile_vm_init_gets_125_and_a_protocol_error_never_a_hang(b: Backend) {
                 .env("VIRT_SANDBOX_CACHE_DIR", dir.path())
                 .env("VIRT_SANDBOX_BOOT_TIMEOUT", "10s"),
         );
+        assert!(r.elapsed < Duration::from_secs(25), "{b:?} {mode}: {r:?}");
+        // A VM is torn down as soon as its exit status is read, without waiting to see
+        // whether more follows (that wait would cost every run): what the guest sends
+        // after it is ignored, and reported only when it arrives before the teardown.
+        // Over vsock it often does not (vhost-device-vsock is one more hop).
+        if mode == "after-exit" && r.code == 0 {
+            assert!(r.stdout.is_empty() && r.stderr.is_empty(), "{b:?} {mode}: {r:?}");
+            continue;
+        }
         assert_eq!(r.code, 125, "{b:?} {mode}: {r:?}");
         assert!(r.stderr.contains(needle), "{b:?} {mode}: {r:?}");
-        assert!(r.elapsed < Duration::from_secs(25), "{b:?} {mode}: {r:?}");
     }
 }
 
