@@ -118,8 +118,9 @@ fn inherited(fd: &str) -> Result<File, Failure> {
     }
     // SAFETY: the launcher handed us this fd for our exclusive use; it is open (checked above).
     let file = unsafe { File::from_raw_fd(fd) };
-    // SAFETY: F_SETFD on an fd we own: keep it away from the command.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // Keep it away from the command.
+    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| Failure::sys("channel", "FD_CLOEXEC", e))?;
     std::env::remove_var("VIRT_SANDBOX_CONTROL_FD");
     Ok(file)
 }

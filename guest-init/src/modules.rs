@@ -11,7 +11,6 @@
 use crate::error::Failure;
 use crate::task::{self, Task};
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
 
 const DIR: &str = "/modules";
 
@@ -54,15 +53,11 @@ fn load_one(name: &str, params: &str) -> Result<(), Failure> {
     let path = format!("{DIR}/{name}.ko");
     let file = std::fs::File::open(&path).map_err(|e| Failure::new("modules", format!("opening {path}: {e}")))?;
     let params = CString::new(params).map_err(|_| Failure::new("modules", "NUL in module parameters"))?;
-    // SAFETY: finit_module(2) with an open fd, a NUL-terminated string and no flags.
-    let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(Failure::new("modules", format!("loading {name}: {err}")));
-        }
+    match rustix::system::finit_module(&file, &params, 0) {
+        // Already there: built in under another name, or loaded by a dependency.
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(Failure::sys("modules", format_args!("loading {name}"), e)),
     }
-    Ok(())
 }
 
 /// The `name.param=value` words of the command line that belong to module `name`
