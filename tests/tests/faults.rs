@@ -76,7 +76,10 @@ fn a_hostile_vm_init_gets_125_and_a_protocol_error_never_a_hang(b: Backend) {
             continue;
         }
         assert_eq!(r.code, 125, "{b:?} {mode}: {r:?}");
-        assert!(r.stderr.contains(needle), "{b:?} {mode}: {r:?}");
+        // "truncated" exits right after its half frame, and PID 1's exit panics the
+        // guest: either the half frame or the panic reaches the launcher first.
+        let panicked = mode == "truncated" && r.stderr.contains("Attempted to kill init");
+        assert!(r.stderr.contains(needle) || panicked, "{b:?} {mode}: {r:?}");
     }
 }
 
