@@ -2,7 +2,7 @@
 //! up (a real init that ran its whole course before the launcher read a byte).
 
 use super::*;
-use protocol::{write_frame, ExitStatus, Identity, Security, Stdio};
+use protocol::{write_frame, ExitStatus, FrameReader, GuestMsg, Identity, Security, Stdio};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 
