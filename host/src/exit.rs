@@ -26,6 +26,11 @@ pub fn describe(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// "a, b, c" for a list of paths, for messages that name every place looked in.
+pub fn paths_list(paths: &[std::path::PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The command ran (or could not be started) and the guest said how it ended.

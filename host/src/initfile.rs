@@ -1,6 +1,5 @@
 //! Finding `virt-sandbox-init`, the static PID 1 that goes into every sandbox.
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +19,7 @@ pub enum Error {
     /// No candidate is a static x86-64 executable.
     #[error(
         "no static {NAME} found (looked in {}); build it with scripts/setup.sh or set VIRT_SANDBOX_INIT",
-        display_paths(.looked)
+        crate::exit::paths_list(.looked)
     )]
     NotFound { looked: Vec<PathBuf> },
 
@@ -96,18 +95,6 @@ pub fn open() -> Result<(std::fs::File, PathBuf), Error> {
         }
     }
     Err(Error::NotFound { looked: list })
-}
-
-/// "a, b, c" for a list of paths, for the message that names every place looked in.
-fn display_paths(paths: &[PathBuf]) -> String {
-    let mut out = String::new();
-    for (i, path) in paths.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(out, "{}", path.display());
-    }
-    out
 }
 
 /// An x86-64 ELF executable without a PT_INTERP program header.

@@ -61,6 +61,14 @@ pub fn wait_exit_noreap(pid: u32) -> Option<String> {
     }
 }
 
+/// A helper program: on PATH, else in one of `places` (where distributions put it),
+/// else in `~/.cargo/bin` (where `cargo install` puts it).
+pub fn find_program(name: &str, places: &[&str]) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin").join(name));
+    which(name).or_else(|| places.iter().map(PathBuf::from).chain(cargo_bin).find(|p| p.is_file()))
+}
+
 /// Finds an executable by name on PATH.
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;

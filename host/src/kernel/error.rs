@@ -8,7 +8,6 @@
 //! context. Messages are sentences that do not repeat their source: the binary prints
 //! the chain.
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
@@ -32,7 +31,7 @@ pub enum Error {
     },
 
     /// No candidate in the search order exists.
-    #[error("no kernel image found (looked in {}); install one or pass --kernel PATH", display_paths(.looked))]
+    #[error("no kernel image found (looked in {}); install one or pass --kernel PATH", crate::exit::paths_list(.looked))]
     NoKernel { looked: Vec<PathBuf> },
 
     /// The boot directory exists but cannot be listed.
@@ -107,18 +106,6 @@ pub enum Error {
     /// The vmlinux has no PVH entry point, which is the only way QEMU boots an ELF kernel.
     #[error("the vmlinux has no PVH entry note (built without CONFIG_PVH); boot the bzImage itself instead")]
     NoPvhEntry,
-}
-
-/// "a, b, c" for a list of paths, for messages that name every place looked in.
-fn display_paths(paths: &[PathBuf]) -> String {
-    let mut out = String::new();
-    for (i, path) in paths.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(out, "{}", path.display());
-    }
-    out
 }
 
 #[cfg(test)]

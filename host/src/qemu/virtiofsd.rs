@@ -21,11 +21,7 @@ pub fn find() -> Result<PathBuf, Error> {
         let p = PathBuf::from(p);
         return if p.is_file() { Ok(p) } else { Err(Error::VirtiofsdEnvMissing(p)) };
     }
-    if let Some(p) = proc::which("virtiofsd") {
-        return Ok(p);
-    }
-    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/virtiofsd"));
-    PLACES.iter().map(PathBuf::from).chain(cargo_bin).find(|p| p.is_file()).ok_or(Error::VirtiofsdNotInstalled)
+    proc::find_program("virtiofsd", PLACES).ok_or(Error::VirtiofsdNotInstalled)
 }
 
 /// A virtiofsd ready to start: its command line, and the socket it will listen on.

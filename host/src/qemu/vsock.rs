@@ -61,11 +61,7 @@ pub fn probe() -> Result<Device, Error> {
 const PLACES: &[&str] = &["/usr/libexec/vhost-device-vsock", "/usr/local/bin/vhost-device-vsock"];
 
 fn find_helper() -> Result<PathBuf, Error> {
-    if let Some(p) = proc::which("vhost-device-vsock") {
-        return Ok(p);
-    }
-    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/vhost-device-vsock"));
-    PLACES.iter().map(PathBuf::from).chain(cargo_bin).find(|p| p.is_file()).ok_or(Error::VsockNotInstalled)
+    proc::find_program("vhost-device-vsock", PLACES).ok_or(Error::VsockNotInstalled)
 }
 
 /// The host's side, set up before QEMU starts: the listener the guest's connection
