@@ -38,6 +38,23 @@ enum Error {
     DrawBenchChart(bench_chart::Error),
 }
 
+/// Writes a line to stderr. A reader of our stderr that went away (`2>&1 | head`) must
+/// not turn the command's exit status into a panic's 101: what cannot be said is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// As [`say!`], without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let timeline = Timeline::new(std::time::Instant::now());
     let cli = match Cli::try_parse() {
@@ -53,7 +70,7 @@ fn main() -> ExitCode {
             let text = e.render().to_string();
             let first = text.split("\n\n").next().unwrap_or("invalid arguments");
             let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("virt-sandbox: {} (see virt-sandbox --help)", first.trim_start_matches("error: "));
+            say!("virt-sandbox: {} (see virt-sandbox --help)", first.trim_start_matches("error: "));
             return ExitCode::from(SANDBOX_FAILED);
         }
     };
@@ -62,7 +79,7 @@ fn main() -> ExitCode {
         None => run(cli, timeline),
     };
     result.unwrap_or_else(|e| {
-        eprintln!("virt-sandbox: {}", describe(&e));
+        say!("virt-sandbox: {}", describe(&e));
         ExitCode::from(SANDBOX_FAILED)
     })
 }
@@ -86,7 +103,7 @@ fn run(cli: Cli, mut timeline: Timeline) -> Result<ExitCode, Error> {
     let show_notices = spec.verbose || std::io::stderr().is_terminal();
     let notice = |msg: &str| {
         if show_notices {
-            eprintln!("virt-sandbox: {msg}");
+            say!("virt-sandbox: {msg}");
         }
     };
     for n in &spec.notices {
@@ -99,11 +116,11 @@ fn run(cli: Cli, mut timeline: Timeline) -> Result<ExitCode, Error> {
     let outcome: Outcome = backend::run(backend::of(&spec), &spec, &mut cx);
     let argv0 = spec.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(msg) = outcome.message(&argv0) {
-        eprintln!("{msg}");
+        say!("{msg}");
     }
     match spec.timings {
-        Some(TimingsFormat::Text) => eprint!("{}", timeline.text_with_rss()),
-        Some(TimingsFormat::Json) => eprintln!("{}", timeline.json()),
+        Some(TimingsFormat::Text) => say_raw!("{}", timeline.text_with_rss()),
+        Some(TimingsFormat::Json) => say!("{}", timeline.json()),
         None => {}
     }
     Ok(ExitCode::from(outcome.code()))
@@ -123,7 +140,7 @@ fn bench(cli: &Cli, runs: u32) -> Result<(), Error> {
     let args = bench::child_args(&raw, cli.command.len());
     let opts = bench::BenchOptions { runs, json: cli.bench_json.clone(), svg: cli.bench_svg.clone() };
     let records = bench::run(&opts, &args).map_err(Error::Bench)?;
-    eprint!("{}", bench::report(&records));
+    say_raw!("{}", bench::report(&records));
     if let Some(path) = &opts.json {
         std::fs::write(path, bench::json(&records))
             .map_err(|source| Error::WriteBenchJson { path: path.clone(), source })?;

@@ -204,3 +204,17 @@ fn a_first_run_fills_an_empty_cache_with_whole_entries_and_the_next_run_hits() {
     assert!(second.stderr.contains("\"initrd (cache hit)\""), "{second:?}");
     assert_eq!(names(), stored);
 }
+
+#[test]
+fn a_reader_of_stderr_that_went_away_leaves_the_exit_status_alone() {
+    // As in `virt-sandbox ... 2>&1 | head -1`: the launcher's own line about the timeout
+    // has nowhere to go, and the status must still be the timeout's, not a panic's 101.
+    let mut child = Backend::Container
+        .command(["--timeout", "1s", "--", "sleep", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(124));
+}
