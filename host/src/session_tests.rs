@@ -281,3 +281,18 @@ fn a_channel_that_cannot_be_accepted_says_why() {
     let outcome = run(control, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::failed("control channel: accept: too many open files"));
 }
+
+#[test]
+fn a_channel_cut_by_the_teardown_after_the_exit_status_is_no_protocol_error() {
+    // The guest's status is read, the sandbox is killed, and what was in flight is cut
+    // mid-frame (or the connection reset, with our stdin unread): the run is the
+    // command's, not a protocol error.
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    write_frame(&mut theirs, &HELLO).unwrap();
+    write_frame(&mut theirs, &GuestMsg::Exit(ExitStatus::Code(4))).unwrap();
+    theirs.write_all(&[100, 0, 0, 0, 1, 2]).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut peer = Some(theirs);
+    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || drop(peer.take()));
+    assert_eq!(outcome, Outcome::Command(ExitStatus::Code(4)));
+}

@@ -95,6 +95,10 @@ pub(super) fn spawn_reader(control: Control, tx: Sender<Event>, progress: Arc<Pr
                 Ok(Some(GuestMsg::Timings(t))) => Event::Timings(t),
                 Ok(Some(GuestMsg::Error { stage, message })) => Event::GuestError { stage, message },
                 Ok(None) => Event::ChannelClosed,
+                // After the exit status the sandbox is torn down under our feet: a frame
+                // cut short or a reset connection (QEMU killed with our stdin unread) is
+                // that teardown, not the guest's doing.
+                Err(_) if exited => Event::ChannelClosed,
                 Err(e) => Event::ProtocolError(e.to_string()),
             };
             let last = matches!(ev, Event::ChannelClosed | Event::ProtocolError(_) | Event::StdoutClosed);
