@@ -27,6 +27,7 @@ mod image;
 mod installed_kernels;
 pub mod modules;
 mod store;
+mod versions;
 
 pub use cache::{default_cache_dir, lookup_or_build, Cached};
 pub use error::Error;
@@ -34,3 +35,4 @@ pub use eviction::mark_used;
 pub use image::{build, build_with, strip_signature, BuildOptions, MODULES_DIR, MODULE_ORDER_FILE};
 pub use modules::{Availability, ModuleTree, ResolvedModule};
 pub use store::{stage, Staged};
+pub use versions::compare_versions;

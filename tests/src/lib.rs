@@ -23,6 +23,8 @@ pub fn bin() -> PathBuf {
 
 pub mod installed_kernels;
 
+use virt_sandbox_initrd::compare_versions;
+
 /// Debian's cloud kernel: virtiofs, no 9p. The default for most tests (fastest boot).
 pub fn cloud_kernel() -> PathBuf {
     installed_kernels::cloud().image
