@@ -1,10 +1,11 @@
-//! Starts the command: its own session, stdio on pipes, the requested identity, cwd and
-//! environment, and a PATH search done here (the sandbox has no shell to do it).
+//! Starts the command: its own session, stdio on pipes or a pty, the requested identity,
+//! cwd and environment, and a PATH search done here (the sandbox has no shell to do it).
 //!
 //! Whether `execve` worked comes back over a close-on-exec pipe: zero bytes means the
 //! new program is running, otherwise the child wrote the errno of its last attempt.
 
 use crate::error::Failure;
+use crate::pty;
 use protocol::{ExitStatus, RunSpec, Stdio};
 use rustix::io::Errno;
 use rustix::process::{Gid, Pid, Uid, WaitOptions};
@@ -12,12 +13,23 @@ use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// The running command; its stdio ends are `None` when it uses init's own fds.
+/// The running command; its stdio ends are `None` when it uses init's own fds. With a
+/// terminal, `stdin` and `stdout` are the pty's master (two fds, one open file) and
+/// `stderr` is `None`.
 pub struct Child {
     pub pid: Pid,
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    pub terminal: bool,
+}
+
+/// What the command's fds 0-2 are, before fork.
+enum Plumbing {
+    /// (read end, write end) of stdin, stdout and stderr.
+    Pipes([(OwnedFd, OwnedFd); 3]),
+    Terminal(pty::Pty),
+    Inherit,
 }
 
 /// Which step of the child's setup failed, sent back with the errno.
@@ -73,20 +85,26 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
     let may_setgroups = std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny");
     let groups: Option<Vec<Gid>> = may_setgroups.then(|| id.groups.iter().map(|&g| Gid::from_raw(g)).collect());
 
-    let pipes = match spec.stdio {
-        Stdio::Relay => Some([pipe()?, pipe()?, pipe()?]),
-        Stdio::Inherit => None,
+    let plumbing = match spec.stdio {
+        Stdio::Relay => Plumbing::Pipes([pipe()?, pipe()?, pipe()?]),
+        Stdio::Terminal { rows, cols } => Plumbing::Terminal(pty::open(rows, cols, id.uid)?),
+        Stdio::Inherit => Plumbing::Inherit,
     };
     let (err_r, err_w) = pipe()?;
-    if let Some([_, (_, out_w), (_, err_pw)]) = &pipes {
+    if let Plumbing::Pipes([_, (_, out_w), (_, err_pw)]) = &plumbing {
         for fd in [out_w, err_pw] {
             // Larger pipes mean fewer, larger frames to the host. Best effort.
             let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
         }
     }
-    // The child's ends: pipes, or init's own 0, 1, 2 (then there is nothing to move).
-    let child_stdio =
-        pipes.as_ref().map(|[(in_r, _), (_, out_w), (_, err_pw)]| [in_r.as_fd(), out_w.as_fd(), err_pw.as_fd()]);
+    // The child's ends: pipes, the pty's slave on all three, or init's own 0, 1, 2
+    // (then there is nothing to move).
+    let child_stdio = match &plumbing {
+        Plumbing::Pipes([(in_r, _), (_, out_w), (_, err_pw)]) => Some([in_r.as_fd(), out_w.as_fd(), err_pw.as_fd()]),
+        Plumbing::Terminal(p) => Some([p.slave.as_fd(); 3]),
+        Plumbing::Inherit => None,
+    };
+    let terminal = matches!(plumbing, Plumbing::Terminal(_));
 
     // rustix forks only in its unstable runtime module.
     // SAFETY: init is single-threaded (its boot tasks have been joined), so the child
@@ -96,7 +114,16 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
         // SAFETY: argv_ptrs and env_ptrs are null-terminated arrays of pointers to the
         // strings of argv and env, which live on in this process until it execs or exits.
         let (step, errno) = unsafe {
-            child(child_stdio, id.uid, id.gid, groups.as_deref(), &security, &cwd, &candidates, &argv_ptrs, &env_ptrs)
+            child(
+                child_stdio,
+                terminal,
+                Ids { uid: id.uid, gid: id.gid, groups: groups.as_deref() },
+                &security,
+                &cwd,
+                &candidates,
+                &argv_ptrs,
+                &env_ptrs,
+            )
         };
         let mut report = [0u8; 5];
         report[0] = step as u8;
@@ -111,10 +138,17 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
         return Err(Failure::os("spawn", "fork"));
     };
     drop(err_w);
-    let ends = pipes.map(|[(in_r, in_w), (out_r, out_w), (er_r, er_w)]| {
-        drop((in_r, out_w, er_w));
-        (in_w, out_r, er_r)
-    });
+    // Our copies of the child's ends go: the pty reports EOF (EIO) once every holder of
+    // its slave has closed it, and init must not be one of them.
+    let (stdin, stdout, stderr) = match plumbing {
+        Plumbing::Pipes([(_, in_w), (out_r, _), (er_r, _)]) => (Some(in_w), Some(out_r), Some(er_r)),
+        Plumbing::Terminal(pty::Pty { master, slave }) => {
+            drop(slave);
+            let input = master.try_clone().map_err(|e| Failure::new("spawn", format!("dup of the pty: {e}")))?;
+            (Some(input), Some(master), None)
+        }
+        Plumbing::Inherit => (None, None, None),
+    };
 
     let mut report = [0u8; 5];
     if rustix::io::read(&err_r, &mut report) == Ok(5) {
@@ -130,11 +164,14 @@ pub fn spawn(spec: &RunSpec) -> Result<Spawned, Failure> {
             e => ExitStatus::CannotExecute(e),
         }));
     }
-    let (stdin, stdout, stderr) = match ends {
-        Some((i, o, e)) => (Some(i), Some(o), Some(e)),
-        None => (None, None, None),
-    };
-    Ok(Spawned::Running(Child { pid, stdin, stdout, stderr }))
+    Ok(Spawned::Running(Child { pid, stdin, stdout, stderr, terminal }))
+}
+
+/// Who the command runs as; `groups` is `None` where setgroups(2) is denied.
+struct Ids<'a> {
+    uid: u32,
+    gid: u32,
+    groups: Option<&'a [Gid]>,
 }
 
 /// The security settings, turned into what the child needs before fork.
@@ -184,9 +221,8 @@ impl Security {
 #[allow(clippy::too_many_arguments)]
 unsafe fn child(
     stdio: Option<[BorrowedFd; 3]>,
-    uid: u32,
-    gid: u32,
-    groups: Option<&[Gid]>,
+    terminal: bool,
+    Ids { uid, gid, groups }: Ids,
     security: &Security,
     cwd: &CString,
     candidates: &[CString],
@@ -209,6 +245,13 @@ unsafe fn child(
             .and_then(|()| rustix::stdio::dup2_stderr(stderr));
         if let Err(e) = moved {
             return (Step::Stdio, e.raw_os_error());
+        }
+        // The pty becomes the controlling terminal of the session setsid made: job
+        // control, ^C and ^Z, SIGWINCH and /dev/tty all hang on this.
+        if terminal {
+            if let Err(e) = rustix::process::ioctl_tiocsctty(stdin) {
+                return (Step::Stdio, e.raw_os_error());
+            }
         }
     }
     if security.drop_capabilities {

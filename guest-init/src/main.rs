@@ -18,6 +18,7 @@ mod mount_point;
 mod mounts;
 mod net;
 mod power;
+mod pty;
 mod relay;
 mod task;
 mod timings;

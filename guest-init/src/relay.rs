@@ -20,7 +20,7 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
     // SAFETY: the channel keeps its fd open for as long as it lives, and it outlives
     // this function, which only polls the fd.
     let chan_fd = unsafe { BorrowedFd::borrow_raw(chan.fd()) };
-    let Child { pid, stdin, stdout, stderr } = child;
+    let Child { pid, stdin, stdout, stderr, terminal } = child;
     if let Some(fd) = &stdin {
         set_nonblocking(fd)?;
     }
@@ -39,7 +39,8 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
         // Messages already buffered are handled before polling for more.
         while pending.is_empty() {
             let Some(msg) = chan.take()? else { break };
-            handle(msg, pid, &mut pending, &mut stdin_eof)?;
+            let tty = if terminal { outputs[0].as_ref() } else { None };
+            handle(msg, pid, tty, &mut pending, &mut stdin_eof)?;
         }
         if stdin_eof && pending.is_empty() {
             stdin = None; // closes the command's stdin
@@ -49,7 +50,7 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
             for (i, out) in outputs.iter_mut().enumerate() {
                 if let Some(fd) = out.take() {
                     set_nonblocking(&fd)?;
-                    while forward_fd(chan, &fd, i, &mut buf)? {}
+                    while forward_fd(chan, &fd, i, &mut buf)? == Read::Data {}
                 }
             }
             return Ok(st);
@@ -83,7 +84,7 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
         for &(i, idx) in &out_idx {
             if ready(idx) {
                 if let Some(fd) = &outputs[i] {
-                    if !forward_fd(chan, fd, i, &mut buf)? {
+                    if forward_fd(chan, fd, i, &mut buf)? == Read::End {
                         outputs[i] = None;
                     }
                 }
@@ -119,9 +120,16 @@ pub fn run(chan: &mut Channel, child: Child) -> Result<ExitStatus, Failure> {
     }
 }
 
-fn handle(msg: HostMsg, pid: Pid, pending: &mut Vec<u8>, eof: &mut bool) -> Result<(), Failure> {
+/// Acts on one host message; `tty` is the pty's master when the command has one.
+fn handle(msg: HostMsg, pid: Pid, tty: Option<&OwnedFd>, pending: &mut Vec<u8>, eof: &mut bool) -> Result<(), Failure> {
     match msg {
         HostMsg::Stdin(data) => pending.extend_from_slice(&data),
+        // A terminal cannot be closed for input while it is the command's output: the
+        // end is the EOF character, as typed (^D ends a line-reading command).
+        HostMsg::StdinEof if tty.is_some() && !*eof => {
+            pending.push(EOF_CHAR);
+            *eof = true;
+        }
         HostMsg::StdinEof => *eof = true,
         HostMsg::Signal(sig) => {
             // To the command's whole process group (it leads its own session), as a
@@ -136,7 +144,11 @@ fn handle(msg: HostMsg, pid: Pid, pending: &mut Vec<u8>, eof: &mut bool) -> Resu
                 unsafe { libc::kill(pid, sig) };
             }
         }
-        HostMsg::WindowSize { .. } => {}
+        HostMsg::WindowSize { rows, cols } => {
+            if let Some(master) = tty {
+                crate::pty::resize(master, rows, cols)?;
+            }
+        }
         HostMsg::Run(_) => return Err(Failure::protocol("a second Run message".into())),
         HostMsg::IncludeData(_) => return Err(Failure::protocol("include data after the command started".into())),
     }
@@ -159,16 +171,28 @@ fn reap(pid: Pid) -> Option<ExitStatus> {
     result
 }
 
-/// Reads once from output `i` (0 stdout, 1 stderr) and sends it; false at EOF.
-fn forward_fd(chan: &mut Channel, fd: &OwnedFd, i: usize, buf: &mut [u8]) -> Result<bool, Failure> {
+/// The EOF character of a fresh pty (VEOF, ^D).
+const EOF_CHAR: u8 = 0x04;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Data,
+    /// Nothing to read now (a non-blocking fd), or interrupted.
+    Empty,
+    /// End of file: a pipe's writers are gone, or a pty's slave is closed by all (EIO).
+    End,
+}
+
+/// Reads once from output `i` (0 stdout, 1 stderr) and sends what it got.
+fn forward_fd(chan: &mut Channel, fd: &OwnedFd, i: usize, buf: &mut [u8]) -> Result<Read, Failure> {
     let n = match rustix::io::read(fd, &mut buf[HEADROOM..]) {
-        Ok(0) | Err(Errno::AGAIN) => return Ok(false),
+        Ok(0) | Err(Errno::IO) => return Ok(Read::End),
         Ok(n) => n,
-        Err(Errno::INTR) => return Ok(true),
+        Err(Errno::AGAIN | Errno::INTR) => return Ok(Read::Empty),
         Err(e) => return Err(Failure::sys("relay", "reading the command's output", e)),
     };
     chan.send_output(i == 1, buf, n)?;
-    Ok(true)
+    Ok(Read::Data)
 }
 
 /// Writes what the pipe takes without blocking; false when the reader is gone.

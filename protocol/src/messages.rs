@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +20,8 @@ pub enum HostMsg {
     StdinEof,
     /// Deliver this signal number to the command.
     Signal(i32),
-    /// The host terminal was resized.
+    /// The host terminal was resized: the command's pty takes the new size (and its
+    /// foreground process group gets SIGWINCH). Only with [`Stdio::Terminal`].
     WindowSize { rows: u16, cols: u16 },
 }
 
@@ -102,6 +103,10 @@ pub enum Stdio {
     /// The command gets init's fds 0-2, which the launcher handed down (a container
     /// whose stdio is not a terminal: the output costs no copy).
     Inherit,
+    /// A pty of the sandbox's own, of this size: the command leads a session with it as
+    /// its controlling terminal on fds 0-2. Its output comes back as `Stdout` frames
+    /// (a terminal has one output stream); `StdinEof` types the EOF character (version 6).
+    Terminal { rows: u16, cols: u16 },
 }
 
 /// Applied in the command's process, after the identity switch, just before execve.
