@@ -22,6 +22,7 @@ pub fn bin() -> PathBuf {
 }
 
 pub mod installed_kernels;
+pub mod pty;
 
 use virt_sandbox_initrd::compare_versions;
 
