@@ -85,6 +85,15 @@ pub struct Cli {
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
+    /// Give the command a terminal: a pty inside the sandbox, with the caller's terminal
+    /// in raw mode. The default when stdin and stdout are both terminals.
+    #[arg(short = 't', long = "tty", overrides_with = "no_tty")]
+    pub tty: bool,
+
+    /// Never give the command a terminal: its stdio stays pipes, even at a terminal.
+    #[arg(long = "no-tty", overrides_with = "tty")]
+    pub no_tty: bool,
+
     /// Kernel image to boot (default: the running kernel's, else the newest in /boot).
     #[arg(long, value_name = "PATH", env = "VIRT_SANDBOX_KERNEL")]
     pub kernel: Option<PathBuf>,

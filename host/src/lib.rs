@@ -22,6 +22,7 @@ pub mod qemu;
 pub mod runtime_dir;
 pub mod session;
 pub mod spec;
+pub mod terminal;
 pub mod timings;
 pub mod units;
 pub mod vm;

@@ -96,6 +96,7 @@ fn run(cli: Cli, mut timeline: Timeline) -> Result<ExitCode, Error> {
         pid: std::process::id(),
         users: &HostUsers,
         host_memory: host_memory(),
+        terminal: virt_sandbox::terminal::Facts::of_this_process(),
     };
     let spec = spec::build(cli, &caller).map_err(Error::Spec)?;
     // Notices (kernel fallback, TCG) go to a terminal or with -v only: in a pipeline the

@@ -182,6 +182,7 @@ fn decide(
     spawn_reader(control, tx.clone(), progress.clone());
     spawn_signals(tx.clone());
 
+    let terminal = matches!(spec.stdio, protocol::Stdio::Terminal { .. });
     // Encoded once: its size decides when it may go, then the bytes go as they are.
     let run_frame = encode(&HostMsg::Run(Box::new(spec)));
     let send_run = |w: &Mutex<ControlStream>| run_frame.as_ref().is_ok_and(|frame| send_frame(w, frame).is_ok());
@@ -250,6 +251,13 @@ fn decide(
     if let Some((n, _)) = signalled {
         send_soon(&writer, HostMsg::Signal(n));
     }
+    // The command is about to start: from here on every key is its own (raw mode, put
+    // back when this function returns, however it returns), and so is every resize.
+    let _raw = terminal.then(|| {
+        let w = writer.clone();
+        crate::terminal::follow_size(move |s| send(&w, &HostMsg::WindowSize { rows: s.rows, cols: s.cols }).is_ok());
+        crate::terminal::RawMode::enter()
+    });
     if limits.relay_stdin {
         spawn_stdin(writer.clone());
     }

@@ -5,6 +5,7 @@
 use crate::cli::{Accel, Cli, Fs, Transport};
 use crate::identity::UserDb;
 use crate::mounts::{self, Include, UserMount};
+use crate::terminal::Want;
 use crate::units::{parse_duration, parse_size};
 use crate::workdir::{self, Fresh, Notice};
 use std::ffi::{OsStr, OsString};
@@ -78,6 +79,8 @@ pub struct Spec {
     pub includes: Vec<Include>,
     pub overlay: bool,
     pub timings: Option<crate::cli::TimingsFormat>,
+    /// The command's pty and its size; `None`: pipes.
+    pub terminal: Option<crate::terminal::Size>,
     /// What the launcher says before the run (where the command runs, and why).
     pub notices: Vec<Notice>,
 }
@@ -93,6 +96,8 @@ pub struct Caller<'a> {
     pub users: &'a dyn UserDb,
     /// The host's physical memory in bytes, when known: a VM cannot be given more.
     pub host_memory: Option<u64>,
+    /// Whether stdin and stdout are terminals, and the terminal's size.
+    pub terminal: crate::terminal::Facts,
 }
 
 /// Host variables that carry over into the clean environment by default.
@@ -134,7 +139,18 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         (Identity { uid: caller.uid, gid: caller.gid, groups: caller.groups.clone() }, (name, home))
     };
 
-    let env = environment(&caller.env, &user.0, &user.1, &cli.env, cli.inherit_env)?;
+    let mut env = environment(&caller.env, &user.0, &user.1, &cli.env, cli.inherit_env)?;
+    let want = match (cli.tty, cli.no_tty) {
+        (true, _) => Want::Always,
+        (_, true) => Want::Never,
+        _ => Want::Auto,
+    };
+    let terminal = crate::terminal::choose(want, &caller.terminal);
+    // A terminal program needs to know what it draws on; docker's choice where the
+    // caller has no TERM (a -t from a script).
+    if terminal.is_some() && !env.iter().any(|(k, _)| k.as_bytes() == b"TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
     let (mounts, root, includes) = mount_plan(&cli, caller, &user.1)?;
     let included: Vec<PathBuf> = includes.iter().map(|i| i.guest.clone()).collect();
     let fresh = fresh_places(&cli, &user.1);
@@ -217,6 +233,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         overlay: cli.overlay,
         notices: workdir.notices,
         timings: cli.timings,
+        terminal,
     })
 }
 
@@ -411,6 +428,15 @@ fn nonce() -> u32 {
 }
 
 impl Spec {
+    /// The command's stdio: its pty when it gets one, else `otherwise` (the backend's
+    /// choice between relayed pipes and the host's own fds).
+    pub fn stdio_or(&self, otherwise: protocol::Stdio) -> protocol::Stdio {
+        match self.terminal {
+            Some(crate::terminal::Size { rows, cols }) => protocol::Stdio::Terminal { rows, cols },
+            None => otherwise,
+        }
+    }
+
     /// The guest's half of this spec, with the backend's mounts (root first).
     pub fn run_spec(
         &self,

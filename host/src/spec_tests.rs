@@ -35,6 +35,7 @@ fn caller() -> Caller<'static> {
         pid: 42,
         users: &FakeUsers,
         host_memory: Some(16 << 30),
+        terminal: Default::default(),
     }
 }
 
@@ -282,4 +283,28 @@ fn the_memory_floor_depends_on_the_backend() {
         Err(Error::MemoryTooSmall { min_mib: 4, .. })
     ));
     assert!(spec(&["-c", "lxc:///", "--memory", "32M", "--", "true"]).is_ok());
+}
+
+#[test]
+fn a_terminal_when_the_caller_sits_at_one_unless_no_tty_and_always_with_dash_t() {
+    use crate::terminal::{Facts, Size, DEFAULT_SIZE};
+    let size = Size { rows: 50, cols: 132 };
+    let at_terminal = Caller { terminal: Facts { stdin: true, stdout: true, size: Some(size) }, ..caller() };
+    let build_at = |args: &[&str]| build(cli(args), &at_terminal).unwrap();
+    assert_eq!(build_at(&["--", "sh"]).terminal, Some(size));
+    assert_eq!(build_at(&["--no-tty", "--", "sh"]).terminal, None);
+    // The later of -t and --no-tty wins, as other options do.
+    assert_eq!(build_at(&["--no-tty", "-t", "--", "sh"]).terminal, Some(size));
+    assert_eq!(build_at(&["-t", "--no-tty", "--", "sh"]).terminal, None);
+    // Piped stdio: pipes, unless -t asks for a terminal anyway (of the default size).
+    assert_eq!(spec(&["--", "sh"]).unwrap().terminal, None);
+    assert_eq!(spec(&["-t", "--", "sh"]).unwrap().terminal, Some(DEFAULT_SIZE));
+}
+
+#[test]
+fn a_terminal_gets_term_xterm_when_the_caller_has_no_term() {
+    assert_eq!(env_of(&spec(&["-t", "--", "sh"]).unwrap(), "TERM").as_deref(), Some("xterm"));
+    assert_eq!(env_of(&spec(&["--", "sh"]).unwrap(), "TERM"), None);
+    let with_term = spec(&["-t", "-e", "TERM=vt100", "--", "sh"]).unwrap();
+    assert_eq!(env_of(&with_term, "TERM").as_deref(), Some("vt100"));
 }

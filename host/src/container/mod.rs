@@ -49,10 +49,11 @@ impl backend::Backend for Container {
         let (init, init_path) = initfile::open().map_err(Error::OpenInit)?;
         let programs = if opts.seccomp { seccomp::programs().map_err(Error::SeccompPrograms)? } else { Vec::new() };
         cx.timeline.mark("init and seccomp programs ready");
-        // A terminal is relayed (the command must not get the host's tty, where it could
-        // inject input); anything else is handed straight to the command.
+        // A terminal of the caller's is never handed down (the command could inject
+        // input into it with TIOCSTI): the command gets a pty of the sandbox's, or pipes
+        // relayed with --no-tty. Anything else goes straight to the command.
         let tty = std::io::stdin().is_terminal() || std::io::stdout().is_terminal() || std::io::stderr().is_terminal();
-        let stdio = if tty { Stdio::Relay } else { Stdio::Inherit };
+        let stdio = spec.stdio_or(if tty { Stdio::Relay } else { Stdio::Inherit });
         let security = Security {
             drop_capabilities: !spec.privileged,
             no_new_privs: true,
@@ -68,7 +69,7 @@ impl backend::Backend for Container {
             limits: Limits {
                 boot_timeout: START_TIMEOUT,
                 timeout: spec.timeout,
-                relay_stdin: stdio == Stdio::Relay,
+                relay_stdin: stdio != Stdio::Inherit,
                 send_before_hello: true,
                 signal_grace: session::SIGNAL_GRACE,
                 include_files,

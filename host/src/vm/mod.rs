@@ -152,8 +152,8 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
             cpus
         ));
     }
-    let run_spec =
-        spec.run_spec(layout.mounts.clone(), protocol::Stdio::Relay, protocol::Security::default(), include_entries);
+    let stdio = spec.stdio_or(protocol::Stdio::Relay);
+    let run_spec = spec.run_spec(layout.mounts.clone(), stdio, protocol::Security::default(), include_entries);
     Ok(VmPlan {
         accel,
         cpus,
