@@ -1,7 +1,7 @@
 //! The command line, spelled as libvirt-sandbox's `virt-sandbox` so that its users'
 //! habits carry over. Parsing only; [`crate::spec`] turns this into a validated plan.
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, ValueEnum, ValueHint};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -12,76 +12,116 @@ use std::path::PathBuf;
     about = "Run one command inside a throwaway sandbox (microVM or container)",
     long_about = "Run one command inside a throwaway sandbox. Seen from outside it behaves like the \
                   command itself: the same stdout and stderr bytes, stdin streamed in, the same exit \
-                  status. Exit status 125 means the sandbox itself failed, 124 a --timeout, 126 \
-                  a command that cannot be executed and 127 one that was not found.",
+                  status.\n\n\
+                  By default the command runs in a QEMU microVM that boots the host's own kernel, as \
+                  the calling user, in the current directory, with a clean environment; the host's \
+                  root is visible read-only, /tmp, /var/tmp, /run and /dev/shm are fresh and empty, \
+                  and the only network is lo. -c lxc:/// runs it in a container instead.",
+    override_usage = "virt-sandbox [OPTIONS] [--] COMMAND [ARG]...",
+    after_help = "Exit status: the command's; 125 when the sandbox failed. See man virt-sandbox.",
+    after_long_help = "Exit status: the command's own; 128+N when it was killed by signal N; 124 after \
+                       --timeout; 125 when the sandbox itself failed; 126 when the command cannot be \
+                       executed; 127 when it is not found. man virt-sandbox has the environment, \
+                       files and examples.",
     trailing_var_arg = true,
     // A later option wins, as in most tools, so wrappers can add defaults in front.
     args_override_self = true
 )]
 pub struct Cli {
-    /// Sandbox driver URI: qemu:///session (a QEMU microVM; the default) or lxc:/// (a
-    /// container built from namespaces, cgroups, seccomp and dropped capabilities).
+    /// Sandbox driver URI: qemu:///session (a QEMU microVM) or lxc:/// (a container).
+    ///
+    /// The VM boots the host's kernel and shares its root read-only; the container is built
+    /// from namespaces, cgroups, seccomp and dropped capabilities, starts in milliseconds,
+    /// and works rootless. Example: -c lxc:///
     #[arg(short = 'c', long = "connect", value_name = "URI", default_value = "qemu:///session")]
     pub connect: String,
 
-    /// Sandbox name (default: unique per run).
+    /// Sandbox name (default: virt-sandbox-PID-NONCE, unique per run).
+    ///
+    /// Letters, digits, '-', '_' and '.', at most 64. QEMU's -name. Example: -n build-42
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Set an environment variable in the sandbox; KEY alone copies the host's value.
+    /// Set a variable in the sandbox; KEY alone copies the host's value (repeatable).
+    ///
+    /// Without it the command gets PATH, TERM, LANG, LANGUAGE and LC_* from the host, and
+    /// HOME, USER and LOGNAME from the user database. Example: -e RUST_LOG=debug -e SSH_AUTH_SOCK
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<OsString>,
 
-    /// Run the command as root inside the sandbox.
+    /// Run the command as root inside the sandbox (default: as the calling user).
     #[arg(short = 'p', long = "privileged", conflicts_with = "switchto")]
     pub privileged: bool,
 
-    /// Run the command as USER (resolved on the host).
-    #[arg(short = 'S', long = "switchto", value_name = "USER")]
+    /// Run the command as USER, resolved on the host (default: the calling user).
+    ///
+    /// Example: -S nobody
+    #[arg(short = 'S', long = "switchto", value_name = "USER", value_hint = ValueHint::Username)]
     pub switchto: Option<String>,
 
-    /// Mount into the sandbox: host-bind:DST=SRC (read-write; empty SRC: a temporary
-    /// directory), host-image:DST=SRC[,format=raw|qcow2], guest-bind:DST=SRC, ram:DST=SIZE.
+    /// Mount into the sandbox (repeatable): host-bind:, host-image:, guest-bind: or ram:.
+    ///
+    /// host-bind:DST=SRC binds a host directory read-write (an empty SRC: a temporary one,
+    /// removed at the end); host-image:DST=SRC[,format=raw|qcow2] attaches a disk image
+    /// (VM only); guest-bind:DST=SRC binds a directory of the sandbox itself;
+    /// ram:DST=SIZE mounts a tmpfs of SIZE. A missing DST is made inside the sandbox.
+    /// Examples: -m host-bind:/data=/srv/data, -m ram:/scratch=1G
     #[arg(short = 'm', long = "mount", value_name = "TYPE:DST=SRC")]
     pub mounts: Vec<String>,
 
-    /// Copy a host file or directory into the sandbox (HOST defaults to GUEST).
+    /// Copy a host file or directory into the sandbox (repeatable; HOST defaults to GUEST).
+    ///
+    /// Copied before the command starts; changes are not copied back. Example:
+    /// -i /etc/app.conf=./app.conf
     #[arg(short = 'i', long = "include", value_name = "GUEST[=HOST]")]
     pub include: Vec<String>,
 
-    /// Copy the files listed in FILE, one GUEST[=HOST] per line.
-    #[arg(short = 'I', long = "includefile", value_name = "FILE")]
+    /// Copy the files listed in FILE, one GUEST[=HOST] per line (# starts a comment).
+    #[arg(short = 'I', long = "includefile", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub includefile: Vec<PathBuf>,
 
-    /// A temporary, empty $HOME and /tmp for the command (SELinux sandbox's -M).
+    /// An empty $HOME and /tmp for the command (SELinux sandbox's -M).
+    ///
+    /// By default the host's home is visible read-only.
     #[arg(short = 'M', long = "temporary-home")]
     pub temporary_home: bool,
 
-    /// Use host directory DIR as $HOME (implies -M).
-    #[arg(short = 'H', long = "homedir", value_name = "DIR")]
+    /// Use host directory DIR as $HOME, read-write (implies -M).
+    ///
+    /// Example: -H ~/sandbox-home
+    #[arg(short = 'H', long = "homedir", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub homedir: Option<PathBuf>,
 
-    /// Use host directory DIR as /tmp (implies -M).
-    #[arg(short = 'T', long = "tmpdir", value_name = "DIR")]
+    /// Use host directory DIR as /tmp, read-write (implies -M).
+    #[arg(short = 'T', long = "tmpdir", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub tmpdir: Option<PathBuf>,
 
-    /// Make host PATH writable in the sandbox (host-bind:PATH=PATH), e.g. --rw .
-    #[arg(long = "rw", value_name = "PATH")]
+    /// Make host PATH writable in the sandbox, at the same path (repeatable).
+    ///
+    /// The same as -m host-bind:PATH=PATH. Example: --rw . makes the current directory
+    /// writable (a build writing its output).
+    #[arg(long = "rw", value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub rw: Vec<PathBuf>,
 
-    /// Make the whole root writable through an overlay; every change vanishes at the end.
+    /// Make the whole root writable; every change vanishes at the end.
+    ///
+    /// An overlay over the read-only host root (a tmpfs holds the changes): installers
+    /// and package managers run, and nothing reaches the host.
     #[arg(long)]
     pub overlay: bool,
 
-    /// Pass the whole host environment (then -e on top).
+    /// Pass the whole host environment (then -e on top; default: a clean one).
     #[arg(long = "inherit-env")]
     pub inherit_env: bool,
 
-    /// Say what the launcher chose (kernel, accelerator, filesystem).
+    /// Say what was chosen (kernel, accelerator, machine, share) on stderr.
+    ///
+    /// Notices (no image for the running kernel, TCG instead of KVM) are printed on a
+    /// terminal anyway, and with -v also in a pipeline.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
 
-    /// Also show the guest console on stderr.
+    /// Also show the guest console on stderr (VM).
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
@@ -95,54 +135,82 @@ pub struct Cli {
     pub no_tty: bool,
 
     /// Kernel image to boot (default: the running kernel's, else the newest in /boot).
-    #[arg(long, value_name = "PATH", env = "VIRT_SANDBOX_KERNEL")]
+    ///
+    /// A bzImage or an ELF vmlinux. Looked for in order: --kernel, $VIRT_SANDBOX_KERNEL,
+    /// /boot/vmlinuz-$(uname -r), /usr/lib/modules/$(uname -r)/vmlinuz, the newest
+    /// /boot/vmlinuz-*. Example: --kernel /boot/vmlinuz-6.1.0-26-cloud-amd64
+    #[arg(long, value_name = "PATH", env = "VIRT_SANDBOX_KERNEL", value_hint = ValueHint::FilePath)]
     pub kernel: Option<PathBuf>,
 
-    /// Kernel version, for finding its modules (default: read from the image).
+    /// Kernel version, for finding its modules (default: read from the image's header).
+    ///
+    /// Example: --kernver 6.1.0-26-cloud-amd64
     #[arg(long, value_name = "VER")]
     pub kernver: Option<String>,
 
     /// Directory of the kernel's modules (default: /lib/modules/VER).
-    #[arg(long, value_name = "DIR")]
+    ///
+    /// The one holding modules.dep. Example: --kmodpath ~/linux/mods/lib/modules/6.12.0
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub kmodpath: Option<PathBuf>,
 
-    /// Hardware acceleration.
+    /// Hardware acceleration: KVM, or TCG (emulation, much slower).
+    ///
+    /// auto: KVM when /dev/kvm can boot a stock kernel, else TCG (with a notice).
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
 
     /// How the host root is shared with the guest.
+    ///
+    /// auto: virtiofs when the kernel and the host have it (virtiofsd), else 9p.
     #[arg(long, value_enum, default_value_t = Fs::Auto)]
     pub fs: Fs,
 
-    /// What carries the VM's control channel: virtio-serial, or vsock (the kernel's
-    /// /dev/vhost-vsock, else the vhost-device-vsock helper). auto: the faster one here.
+    /// What carries the VM's control channel.
+    ///
+    /// virtio-serial: a virtio-serial port; vsock: the kernel's /dev/vhost-vsock, else the
+    /// vhost-device-vsock helper. auto: virtio-serial where the kernel has virtio_console
+    /// (the faster one here), else vsock.
     #[arg(long, value_enum, default_value_t = Transport::Auto)]
     pub transport: Transport,
 
-    /// Memory: the VM's size (default 512M) or the container's limit (default none).
+    /// Memory: the VM's size (default 512M, at most the host's) or the container's limit
+    /// (default: none).
+    ///
+    /// Suffixes K, M, G (powers of 1024).
+    /// Example: --memory 2G
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
 
-    /// CPUs: the VM's vCPUs (default 2 with KVM, 1 on a one-CPU host or under TCG) or the
-    /// container's CPU quota (default none).
+    /// CPUs: the VM's vCPUs or the container's CPU quota (container default: none).
+    ///
+    /// A VM gets 2 vCPUs with KVM, 1 under TCG or on a one-CPU host. Example: --cpus 4
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
 
-    /// Container: at most N processes (a fork bomb stops there).
+    /// Container: at most N processes (default: no limit).
+    ///
+    /// A fork bomb stops there. Example: --pids 256
     #[arg(long, value_name = "N")]
     pub pids: Option<u64>,
 
-    /// Container: a user namespace even as root (capabilities become namespaced).
+    /// Container: a user namespace even as root (default: only when not root).
+    ///
+    /// Root's capabilities then hold only inside the namespace.
     #[arg(long)]
     pub userns: bool,
 
-    /// Container: `seccomp=unconfined` runs the command without the seccomp filter
-    /// (Docker's and Podman's spelling). Faster system calls, a wider kernel surface:
-    /// see docs/container-security.md before using it on code you do not trust.
+    /// Container: seccomp=unconfined runs the command without the seccomp filter.
+    ///
+    /// Docker's and Podman's spelling. Faster system calls, a wider kernel surface: see
+    /// docs/container-security.md before using it on code you do not trust.
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
 
-    /// Stop the command after this long (e.g. 30s, 5m, 1h30m) and exit 124.
+    /// Stop the command after DURATION and exit 124 (default: no limit).
+    ///
+    /// Its process group is killed at the deadline; what it wrote before still arrives.
+    /// Examples: --timeout 30s, --timeout 1h30m
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
@@ -151,24 +219,28 @@ pub struct Cli {
     pub boot_timeout: Option<String>,
 
     /// After the run, print where the time went, phase by phase, on stderr.
+    ///
+    /// Text when given without a value. Example: --timings=json
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     pub timings: Option<TimingsFormat>,
 
-    /// Benchmark: run the sandbox N times (output discarded) and print min / median /
-    /// p95 / max of each phase.
+    /// Benchmark: run the sandbox N times, output discarded, and print each phase's
+    /// min / median / p95 / max.
+    ///
+    /// Example: --bench 20 -c lxc:/// -- true
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
     pub bench: Option<u32>,
 
     /// With --bench: also write every run's phases as JSON to FILE.
-    #[arg(long, value_name = "FILE", requires = "bench")]
+    #[arg(long, value_name = "FILE", requires = "bench", value_hint = ValueHint::FilePath)]
     pub bench_json: Option<PathBuf>,
 
     /// With --bench: also draw the runs as an SVG chart in FILE.
-    #[arg(long, value_name = "FILE", requires = "bench")]
+    #[arg(long, value_name = "FILE", requires = "bench", value_hint = ValueHint::FilePath)]
     pub bench_svg: Option<PathBuf>,
 
-    /// The command and its arguments.
-    #[arg(value_name = "COMMAND", required = true, num_args = 1..)]
+    /// The command and its arguments, run as given (no shell).
+    #[arg(value_name = "COMMAND", required = true, num_args = 1.., value_hint = ValueHint::CommandWithArguments)]
     pub command: Vec<OsString>,
 }
 

@@ -34,14 +34,16 @@ pub enum Error {
 
 /// Where the init binary may be, in order: `$VIRT_SANDBOX_INIT`, beside the launcher,
 /// the cargo build tree the launcher came from (musl, then the static glibc fallback),
-/// then the install prefixes.
+/// then the install prefixes: the launcher's own (PREFIX/bin -> PREFIX/lib/virt-sandbox,
+/// where scripts/install.sh and the Debian package put it), /usr/local, /usr.
 pub fn candidates(exe: &Path, env: Option<PathBuf>) -> Vec<PathBuf> {
     let mut c: Vec<PathBuf> = env.into_iter().collect();
     if let Some(dir) = exe.parent() {
         c.push(dir.join(NAME));
         // target/{release,debug}/virt-sandbox, or target/<triple>/release/virt-sandbox
-        // (the static build) -> target/<triple>/init/virt-sandbox-init
-        let mut target = dir.parent();
+        // (the static build) -> target/<triple>/init/virt-sandbox-init. Cargo never names
+        // a profile directory bin: an installed launcher has no build tree to look in.
+        let mut target = dir.parent().filter(|_| dir.file_name() != Some("bin".as_ref()));
         if target.and_then(Path::file_name).is_some_and(|n| n.to_string_lossy().contains("-linux-")) {
             target = target.and_then(Path::parent);
         }
@@ -54,8 +56,12 @@ pub fn candidates(exe: &Path, env: Option<PathBuf>) -> Vec<PathBuf> {
             c.push(prefix.join("lib/virt-sandbox").join(NAME));
         }
     }
-    c.push(PathBuf::from("/usr/local/lib/virt-sandbox").join(NAME));
-    c.push(PathBuf::from("/usr/lib/virt-sandbox").join(NAME));
+    for fixed in ["/usr/local/lib/virt-sandbox", "/usr/lib/virt-sandbox"] {
+        let p = Path::new(fixed).join(NAME);
+        if !c.contains(&p) {
+            c.push(p);
+        }
+    }
     c
 }
 
@@ -128,6 +134,25 @@ mod tests {
         assert!(c.contains(&PathBuf::from("/src/target/x86_64-unknown-linux-musl/init/virt-sandbox-init")));
         let c = candidates(Path::new("/x/virt-sandbox"), Some("/custom/init".into()));
         assert_eq!(c[0], PathBuf::from("/custom/init"));
+    }
+
+    #[test]
+    fn an_installed_launcher_looks_in_its_prefix_and_not_for_a_cargo_tree() {
+        let c = candidates(Path::new("/opt/vs/bin/virt-sandbox"), None);
+        let want: Vec<PathBuf> = [
+            "/opt/vs/bin/virt-sandbox-init",
+            "/opt/vs/lib/virt-sandbox/virt-sandbox-init",
+            "/usr/local/lib/virt-sandbox/virt-sandbox-init",
+            "/usr/lib/virt-sandbox/virt-sandbox-init",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(c, want);
+        // The Debian package's layout, each place named once.
+        let c = candidates(Path::new("/usr/bin/virt-sandbox"), None);
+        assert_eq!(c[1], PathBuf::from("/usr/lib/virt-sandbox/virt-sandbox-init"));
+        assert_eq!(c.len(), 3, "{c:?}");
     }
 
     #[test]
