@@ -7,7 +7,7 @@
 #   - vhost-device-vsock (--transport vsock without /dev/vhost-vsock), with --for-tests
 #     or when asked for (VIRT_SANDBOX_SETUP_VSOCK=1), also into /usr/local/bin
 #   - the musl target (fallback: a static glibc build of the init)
-#   - the launcher and the static init, release builds
+#   - the launcher, the static init and the docs generator (scripts/build.sh)
 # Usage: scripts/setup.sh [--for-tests]    (run as root on Debian 12 or similar)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,17 +71,4 @@ musl=x86_64-unknown-linux-musl
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $musl; then
     rustup target add $musl || say "the musl target cannot be installed; falling back to static glibc"
 fi
-# The launcher is linked statically (glibc's own, with --target so that build scripts and
-# proc-macros stay dynamic): no shared objects to map and relocate at every start, which
-# cost ~0.5 ms of the container's ~9 ms here. A static glibc must not load NSS modules,
-# so users come from /etc/passwd and getent (host/src/identity.rs).
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked -p virt-sandbox --target x86_64-unknown-linux-gnu
-if rustc --print target-libdir --target $musl >/dev/null 2>&1 && [ -d "$(rustc --print target-libdir --target $musl)" ] \
-    && ls "$(rustc --print target-libdir --target $musl)" | grep -q libstd; then
-    cargo build --locked -p virt-sandbox-init --profile init --target $musl
-else
-    RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --locked -p virt-sandbox-init --profile init --target x86_64-unknown-linux-gnu
-fi
-say "ready: target/x86_64-unknown-linux-gnu/release/virt-sandbox"
+scripts/build.sh
