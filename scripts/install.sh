@@ -82,6 +82,10 @@ done
 # --- the docs, from the launcher's clap definition -------------------------------------
 gen=$(mktemp -d)
 trap 'rm -rf "$gen"' EXIT
+# The page's date is the source's (reproducible builds), not the day it was installed.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) && export SOURCE_DATE_EPOCH
+fi
 "$docgen" "$gen"
 gzip -9 -n "$gen/virt-sandbox.1"
 

@@ -44,9 +44,10 @@ pub fn completion(shell: Shell) -> Vec<u8> {
 }
 
 /// Each file this generator writes: its name in the output directory and its contents.
-pub fn files() -> Vec<(&'static str, Vec<u8>)> {
+/// `date`: the man page's, YYYY-MM-DD.
+pub fn files(date: &str) -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("virt-sandbox.1", man::render(command())),
+        ("virt-sandbox.1", man::render(command(), date)),
         // The names each shell's completion directory expects (bash-completion loads
         // completions/NAME on first use, zsh autoloads _NAME, fish NAME.fish).
         ("virt-sandbox.bash", completion(Shell::Bash)),
@@ -56,10 +57,10 @@ pub fn files() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Writes every file into `dir`, which is created if need be.
-pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn write_all(dir: &Path, date: &str) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
     let mut written = Vec::new();
-    for (name, bytes) in files() {
+    for (name, bytes) in files(date) {
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(|source| Error::Write { path: path.clone(), source })?;
         written.push(path);

@@ -1,5 +1,7 @@
 //! `virt-sandbox-docgen OUTDIR`: writes virt-sandbox.1 and the bash, zsh and fish
-//! completions into OUTDIR. Run by scripts/install.sh; not installed itself.
+//! completions into OUTDIR. Run by scripts/install.sh; not installed itself. The man
+//! page's date is `$SOURCE_DATE_EPOCH`'s (install.sh passes the last commit's), else
+//! today's.
 
 use std::process::ExitCode;
 
@@ -9,7 +11,12 @@ fn main() -> ExitCode {
         eprintln!("usage: virt-sandbox-docgen OUTDIR");
         return ExitCode::from(2);
     };
-    match virt_sandbox_docgen::write_all(std::path::Path::new(dir)) {
+    let epoch =
+        std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        });
+    let date = virt_sandbox_docgen::man::date(epoch);
+    match virt_sandbox_docgen::write_all(std::path::Path::new(dir), &date) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("virt-sandbox-docgen: {}", virt_sandbox::exit::describe(&e));

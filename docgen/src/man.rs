@@ -11,9 +11,10 @@ use crate::sections::{self, Block, Section};
 /// same definition of the apostrophe string, which the page needs only once.
 const APOSTROPHE_PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
 
-/// The whole page, as roff.
-pub fn render(cmd: clap::Command) -> Vec<u8> {
-    let man = Man::new(cmd).manual("User Commands");
+/// The whole page, as roff. `date` is the page's (YYYY-MM-DD): an empty one would shift
+/// .TH's later fields (the footer would say the version where the date goes).
+pub fn render(cmd: clap::Command, date: &str) -> Vec<u8> {
+    let man = Man::new(cmd).date(date).manual("User Commands");
     let mut page = Vec::new();
     type Part = fn(&Man, &mut dyn std::io::Write) -> std::io::Result<()>;
     let clap_parts: [Part; 5] = [
@@ -29,6 +30,22 @@ pub fn render(cmd: clap::Command) -> Vec<u8> {
     append(&mut page, |w| ours(&sections::all()).to_writer(w));
     append(&mut page, |w| man.render_version_section(w));
     page
+}
+
+/// The date of a page built at `epoch` (seconds since 1970), as YYYY-MM-DD: the
+/// reproducible-builds convention passes the source's date as SOURCE_DATE_EPOCH.
+pub fn date(epoch: u64) -> String {
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = (epoch / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Appends one rendered chunk, without its repeated preamble.
@@ -81,7 +98,19 @@ mod tests {
     use super::*;
 
     fn page() -> String {
-        String::from_utf8(render(crate::command())).unwrap()
+        String::from_utf8(render(crate::command(), "2026-12-07")).unwrap()
+    }
+
+    #[test]
+    fn the_title_line_has_every_field_in_its_place() {
+        assert!(page().contains("\n.TH virt-sandbox 1 2026-12-07 \"virt-sandbox "), "{}", page());
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_796_083_199), "2026-11-30");
     }
 
     #[test]
