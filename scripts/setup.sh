@@ -28,8 +28,11 @@ command -v cpio >/dev/null || pkgs+=(cpio)
 command -v depmod >/dev/null || pkgs+=(kmod)
 have_kernel() { compgen -G "/boot/vmlinuz-*$1" >/dev/null; }
 if [ $for_tests = 1 ]; then
-    # The container tests make system calls fail with strace's fault injection.
+    # The container tests make system calls fail with strace's fault injection (and
+    # install.rs traces which init a launcher opens).
     command -v strace >/dev/null || pkgs+=(strace)
+    # tests/tests/install.rs renders the installed man page.
+    command -v man >/dev/null || pkgs+=(man-db)
     have_kernel "-cloud-amd64" || pkgs+=(linux-image-cloud-amd64)
     ls /boot/vmlinuz-*-amd64 2>/dev/null | grep -qv -- '-cloud-' || pkgs+=(linux-image-amd64)
 elif ! compgen -G "/boot/vmlinuz-*" >/dev/null && [ ! -e "/usr/lib/modules/$(uname -r)/vmlinuz" ]; then
