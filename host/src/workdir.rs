@@ -145,17 +145,24 @@ pub fn decide(
                 // Nothing on the host to show: the guest reports a missing command.
                 Seen::Hidden(..) if !dir.is_dir() => {}
                 Seen::Hidden(at, place) => {
-                    lands_in(dir)?;
-                    shown.retain(|(_, d)| !d.starts_with(dir));
-                    shown.push((at, dir.to_path_buf()));
+                    let (at, dir, what) = match cargo_view(dir, cwd, &place) {
+                        Some((view, what)) => match seen(&view, &out.mounts, fresh) {
+                            Seen::Hidden(at, _) => (at, view, what),
+                            _ => (at, dir.to_path_buf(), "directory"),
+                        },
+                        None => (at, dir.to_path_buf(), "directory"),
+                    };
+                    lands_in(&dir)?;
+                    shown.retain(|(_, d)| !d.starts_with(&dir));
                     out.notices.push(Notice {
                         text: format!(
-                            "the command's directory {} is shown read-only: the sandbox's {} is a fresh one",
+                            "the command's {what} {} is shown read-only: the sandbox's {} is a fresh one",
                             dir.display(),
                             place.display()
                         ),
                         verbose_only: true,
                     });
+                    shown.push((at, dir));
                 }
                 Seen::Replaced(place, option) => return Err(Error::CommandReplaced { command, place, option }),
                 Seen::Unreachable(why) => return Err(Error::CommandUnreachable { command, why }),
@@ -168,6 +175,32 @@ pub fn decide(
         out.mounts.insert(at, UserMount::CallerDir { dir });
     }
     Ok(out)
+}
+
+/// For a command in a cargo target directory (cargo's runner: a test binary in
+/// `target/debug/deps`), what to show instead of the command's own directory: the whole
+/// target directory, since a build's outputs go together (a test runs the crate's
+/// binaries from `target/debug`, writes nothing but reads `target/tmp`), or the
+/// workspace above it when the current directory (the package's, as cargo runs tests) is
+/// in it too, for the files a test reads from the workspace. Never `place` (the fresh
+/// /tmp) or anything above it. With the kind of directory, for the notice.
+fn cargo_view(dir: &Path, cwd: &Path, place: &Path) -> Option<(PathBuf, &'static str)> {
+    let below = |d: &Path| d != place && d.starts_with(place);
+    let target = dir.ancestors().take_while(|d| below(d)).find(|d| is_cargo_target(d))?;
+    match target.parent() {
+        Some(ws) if below(ws) && cwd.starts_with(ws) => Some((ws.to_path_buf(), "cargo workspace")),
+        _ => Some((target.to_path_buf(), "cargo target directory")),
+    }
+}
+
+/// Cargo marks its target directory with a cache directory tag that names cargo.
+fn is_cargo_target(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(dir.join("CACHEDIR.TAG")).and_then(|f| f.take(256).read_to_end(&mut head));
+    read.is_ok()
+        && head.starts_with(b"Signature: 8a477f597d28d172789f06886806bc55")
+        && head.windows(b"created by cargo".len()).any(|w| w == b"created by cargo")
 }
 
 /// How `dir` (a host directory) would look, given the user's mounts in order.

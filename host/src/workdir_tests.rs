@@ -105,3 +105,48 @@ fn includes_decide_what_a_read_only_view_would_break() {
     let tool = PathBuf::from("/home/bob/tool");
     assert!(decide(Path::new("/"), tool.as_os_str(), vec![], &fresh_home(), std::slice::from_ref(&tool)).is_ok());
 }
+
+/// A cargo target directory in `base` (as cargo marks it) with a test binary in deps/.
+fn cargo_target_in(base: &Path) -> (PathBuf, PathBuf) {
+    let target = base.join("target");
+    std::fs::create_dir_all(target.join("debug/deps")).unwrap();
+    std::fs::write(
+        target.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
+    )
+    .unwrap();
+    let test = target.join("debug/deps/inside-0123");
+    std::fs::write(&test, b"").unwrap();
+    (target, test)
+}
+
+#[test]
+fn a_test_binary_in_a_hidden_cargo_target_directory_brings_the_whole_target_directory() {
+    let (krate, place) = (dir_in_tmp(), dir_in_tmp());
+    let (target, test) = cargo_target_in(place.path());
+    let w = decide_in(krate.path(), test.to_str().unwrap(), vec![], &Fresh::default()).unwrap();
+    let mut shown: Vec<_> = w.mounts.iter().map(|m| m.dst().to_path_buf()).collect();
+    shown.sort();
+    let mut want = [krate.path().to_path_buf(), target.clone()];
+    want.sort();
+    assert_eq!(shown, want);
+    assert!(w.notices.iter().any(|n| n.text.contains("cargo target directory")), "{:?}", w.notices);
+    // Without cargo's tag it is an ordinary directory: only the binary's own is shown.
+    std::fs::remove_file(target.join("CACHEDIR.TAG")).unwrap();
+    let w = decide_in(krate.path(), test.to_str().unwrap(), vec![], &Fresh::default()).unwrap();
+    assert!(w.mounts.iter().any(|m| m.dst() == target.join("debug/deps")), "{:?}", w.mounts);
+    assert!(w.mounts.iter().all(|m| m.dst() != target), "{:?}", w.mounts);
+}
+
+#[test]
+fn in_a_hidden_workspace_the_whole_workspace_is_shown() {
+    let ws = dir_in_tmp();
+    let member = ws.path().join("member");
+    std::fs::create_dir(&member).unwrap();
+    let (_, test) = cargo_target_in(ws.path());
+    let w = decide_in(&member, test.to_str().unwrap(), vec![], &Fresh::default()).unwrap();
+    assert_eq!(w.mounts, [UserMount::CallerDir { dir: ws.path().into() }]);
+    // A target directory straight in the fresh place is shown alone, never that place.
+    let w = decide_in(Path::new("/"), "/tmp/target/debug/deps/t", vec![], &Fresh::default()).unwrap();
+    assert!(w.mounts.iter().all(|m| m.dst() != Path::new("/tmp")), "{:?}", w.mounts);
+}
