@@ -2,8 +2,9 @@
 //! `.cargo/config.toml`): a crate's tests run inside the sandbox and cargo sees their
 //! result, wherever the crate is kept. The crate is `tests/fixtures/cargo-runner`, copied
 //! out; its tests pass only inside a sandbox (hostname, a read-only crate, the crate's
-//! own binary run from the target directory). One cargo test run builds one test binary:
-//! one sandbox.
+//! own binary run from the target directory), as does its doctest, which rustdoc builds
+//! in the host's /tmp. A run of cargo test runs two binaries, so two sandboxes: the
+//! integration tests and the (merged) doctests.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,8 @@ fn assert_inside(run: &Run) {
     assert!(out.contains("test runs_in_the_sandbox ... ok"), "{run:?}");
     assert!(out.contains("test the_crates_binary_runs_from_its_target_directory ... ok"), "{run:?}");
     assert!(out.contains(PASSED), "{run:?}");
+    let doctest = |l: &str| l.starts_with("test src/lib.rs - hostname (line ") && l.ends_with(" ... ok");
+    assert!(out.lines().any(doctest), "{run:?}");
 }
 
 /// In the sandbox's fresh /tmp, in a directory with a space, its target directory
