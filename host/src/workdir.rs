@@ -180,15 +180,18 @@ pub fn decide(
 /// For a command in a cargo target directory (cargo's runner: a test binary in
 /// `target/debug/deps`), what to show instead of the command's own directory: the whole
 /// target directory, since a build's outputs go together (a test runs the crate's
-/// binaries from `target/debug`, writes nothing but reads `target/tmp`), or the
-/// workspace above it when the current directory (the package's, as cargo runs tests) is
-/// in it too, for the files a test reads from the workspace. Never `place` (the fresh
-/// /tmp) or anything above it. With the kind of directory, for the notice.
+/// binaries from `target/debug`, and may read `target/tmp`), or the workspace whose
+/// default target directory it is (a `Cargo.toml` beside it) when the current directory
+/// (the package's, as cargo runs tests) is in that workspace too, for the files a test
+/// reads from it. Never `place` (the fresh /tmp) or anything above it. With the kind of
+/// directory, for the notice.
 fn cargo_view(dir: &Path, cwd: &Path, place: &Path) -> Option<(PathBuf, &'static str)> {
     let below = |d: &Path| d != place && d.starts_with(place);
     let target = dir.ancestors().take_while(|d| below(d)).find(|d| is_cargo_target(d))?;
     match target.parent() {
-        Some(ws) if below(ws) && cwd.starts_with(ws) => Some((ws.to_path_buf(), "cargo workspace")),
+        Some(ws) if below(ws) && cwd.starts_with(ws) && ws.join("Cargo.toml").is_file() => {
+            Some((ws.to_path_buf(), "cargo workspace"))
+        }
         _ => Some((target.to_path_buf(), "cargo target directory")),
     }
 }

@@ -143,7 +143,12 @@ fn in_a_hidden_workspace_the_whole_workspace_is_shown() {
     let ws = dir_in_tmp();
     let member = ws.path().join("member");
     std::fs::create_dir(&member).unwrap();
-    let (_, test) = cargo_target_in(ws.path());
+    let (target, test) = cargo_target_in(ws.path());
+    // Without a Cargo.toml the directory above is no workspace: the target alone.
+    let w = decide_in(&member, test.to_str().unwrap(), vec![], &Fresh::default()).unwrap();
+    assert!(w.mounts.iter().any(|m| m.dst() == target), "{:?}", w.mounts);
+    assert!(w.mounts.iter().any(|m| m.dst() == member), "{:?}", w.mounts);
+    std::fs::write(ws.path().join("Cargo.toml"), "[workspace]\n").unwrap();
     let w = decide_in(&member, test.to_str().unwrap(), vec![], &Fresh::default()).unwrap();
     assert_eq!(w.mounts, [UserMount::CallerDir { dir: ws.path().into() }]);
     // A target directory straight in the fresh place is shown alone, never that place.

@@ -92,7 +92,8 @@ fn assert_inside(run: &Run) {
     assert!(out.contains("test runs_in_the_sandbox ... ok"), "{run:?}");
     assert!(out.contains("test the_crates_binary_runs_from_its_target_directory ... ok"), "{run:?}");
     assert!(out.contains(PASSED), "{run:?}");
-    let doctest = |l: &str| l.starts_with("test src/lib.rs - hostname (line ") && l.ends_with(" ... ok");
+    let doctest =
+        |l: &str| l.starts_with("test ") && l.contains("src/lib.rs - hostname (line ") && l.ends_with(" ... ok");
     assert!(out.lines().any(doctest), "{run:?}");
 }
 
@@ -129,6 +130,35 @@ fn a_failing_test_fails_cargo_test(backend: Backend) {
     assert!(out.contains("deliberate failure from the cargo-runner fixture"), "{run:?}");
     assert!(out.contains("test result: FAILED. 4 passed; 1 failed"), "{run:?}");
     assert!(run.stderr.contains("error: test failed, to rerun pass `--test inside`"), "{run:?}");
+}
+
+/// A member of a workspace in /tmp: the workspace's target directory is beside its
+/// Cargo.toml, and the whole workspace is shown. The container only: the launcher
+/// decides what to show the same way for both backends.
+#[test]
+fn a_workspace_member_in_tmp() {
+    let tmp = Scratch::under(Path::new("/tmp"), "cargo-runner-workspace");
+    let member = tmp.path().join("member");
+    copy_fixture(&member);
+    let manifest = std::fs::read_to_string(member.join("Cargo.toml")).unwrap();
+    std::fs::write(member.join("Cargo.toml"), manifest.replace("\n[workspace]\n", "\n")).unwrap();
+    std::fs::rename(member.join("Cargo.lock"), tmp.path().join("Cargo.lock")).unwrap();
+    std::fs::write(tmp.path().join("Cargo.toml"), "[workspace]\nmembers = [\"member\"]\nresolver = \"3\"\n").unwrap();
+    let run = cargo_test(Backend::Container, &member, None, Form::EnvVar, &[]);
+    assert!(tmp.path().join("target/debug/cargo-runner-fixture").is_file(), "{run:?}");
+    assert_inside(&run);
+    // What cargo ran, again with -v: the launcher says it showed the whole workspace.
+    let deps = tmp.path().join("target/debug/deps");
+    let test = std::fs::read_dir(&deps).unwrap().flatten().map(|e| e.path()).find(|p| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name.starts_with("inside-") && !name.ends_with(".d")
+    });
+    let mut again = Backend::Container.command(["-v", "--"]);
+    again.arg(test.expect("the test binary")).arg("--list").current_dir(&member);
+    let run = output(&mut again);
+    assert_eq!(run.code, 0, "{run:?}");
+    let said = format!("the command's cargo workspace {} is shown read-only", tmp.path().display());
+    assert!(run.stderr.contains(&said), "{run:?}");
 }
 
 on_each_backend!(
