@@ -35,6 +35,7 @@ fn main() {
         security: Security::default(),
         overlay: false,
         includes: vec![IncludeEntry { path: "/tmp/x".into(), mode: 0o644, kind: IncludeKind::File { size: 3 } }],
+        network: None,
     };
     let host = [
         HostMsg::Run(Box::new(spec)),

@@ -174,6 +174,16 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Transport::Auto)]
     pub transport: Transport,
 
+    /// A network beside lo (default: lo only).
+    ///
+    /// user: a user-mode network, the sandbox at 10.0.2.15/24, the host's loopback at
+    /// the gateway 10.0.2.2, DNS at 10.0.2.3 (QEMU's slirp for a VM; pasta or slirp4netns
+    /// for a container). dhcp: libvirt-sandbox's spelling of the same. Static:
+    /// address=IP/PREFIX[%BROADCAST],route=NET/PREFIX%GATEWAY; mac=MAC with any.
+    /// Example: -N user
+    #[arg(short = 'N', long = "network", value_name = "NET")]
+    pub network: Vec<String>,
+
     /// Memory: the VM's size (default 512M, at most the host's) or the container's limit
     /// (default: none).
     ///

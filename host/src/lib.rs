@@ -17,6 +17,7 @@ pub mod initfile;
 pub mod kernel;
 pub mod layout;
 pub mod mounts;
+pub mod network;
 pub mod proc;
 pub mod qemu;
 pub mod runtime_dir;

@@ -18,6 +18,7 @@ fn spec() -> RunSpec {
         security: Security::default(),
         overlay: false,
         includes: vec![],
+        network: None,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::cli::{Accel, Cli, Fs, Transport};
 use crate::identity::UserDb;
 use crate::mounts::{self, Include, UserMount};
 use crate::terminal::Want;
+use crate::network::{self, Network};
 use crate::units::{parse_duration, parse_size};
 use crate::workdir::{self, Fresh, Notice};
 use std::ffi::{OsStr, OsString};
@@ -83,6 +84,8 @@ pub struct Spec {
     pub terminal: Option<crate::terminal::Size>,
     /// What the launcher says before the run (where the command runs, and why).
     pub notices: Vec<Notice>,
+    /// `-N`: the interface beside `lo`, on a user-mode network; None: `lo` alone.
+    pub network: Option<Network>,
 }
 
 /// What the spec is built against: the caller as the host sees it.
@@ -190,6 +193,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
     if kind == Kind::Container && cli.transport != Transport::Auto {
         return Err(Error::VmOnly { option: "--transport" });
     }
+    let network = network::parse(&cli.network).map_err(Error::Network)?;
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(Error::Timeout)?;
     if timeout == Some(Duration::ZERO) {
         return Err(Error::ZeroTimeout);
@@ -234,6 +238,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         notices: workdir.notices,
         timings: cli.timings,
         terminal,
+        network,
     })
 }
 
@@ -462,6 +467,7 @@ impl Spec {
             security,
             overlay: self.overlay,
             includes,
+            network: self.network.as_ref().map(|n| n.config(&network::host_resolv_conf())),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! anything starts. Messages are sentences that do not repeat their source: the binary
 //! prints the chain.
 
-use crate::{mounts, units, workdir};
+use crate::{mounts, network, units, workdir};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -110,6 +110,10 @@ pub enum Error {
 
     #[error("{option} applies to VMs only (-c qemu:///session)")]
     VmOnly { option: &'static str },
+
+    /// A `-N` that cannot be used; the message names the value.
+    #[error(transparent)]
+    Network(network::Error),
 
     #[error("--timeout")]
     Timeout(#[source] units::Error),

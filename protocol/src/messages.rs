@@ -80,6 +80,27 @@ pub struct RunSpec {
     /// Files and directories to create before the command starts; each file's bytes
     /// follow `Run` as `IncludeData` frames.
     pub includes: Vec<IncludeEntry>,
+    /// The network interface beside `lo` (`-N`); None: `lo` alone (version 6).
+    pub network: Option<NetConfig>,
+}
+
+/// One IPv4 interface that init configures before the command: the launcher has given
+/// it a user-mode network behind it (QEMU's, or pasta's or slirp4netns's in a container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// Its name; init waits for it to appear.
+    pub interface: String,
+    pub address: [u8; 4],
+    pub prefix: u8,
+    pub broadcast: [u8; 4],
+    /// Set before the interface comes up, where it differs.
+    pub mac: Option<[u8; 6]>,
+    /// Routes, each (destination, prefix), through `gateway`.
+    pub routes: Vec<([u8; 4], u8)>,
+    pub gateway: [u8; 4],
+    /// The sandbox's /etc/resolv.conf (bound over it, or over what it links to; the
+    /// host's file is not written).
+    pub resolv_conf: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

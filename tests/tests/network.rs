@@ -94,14 +94,8 @@ fn a_static_address_and_route(b: Backend) {
         "echo static >/dev/tcp/{GATEWAY}/{} && ip -4 -o addr show dev eth0 && cat /sys/class/net/eth0/address",
         server.port()
     );
-    let r = b.run(&[
-        "-N",
-        "address=10.0.2.20/24,route=0.0.0.0/0%10.0.2.2,mac=52:54:00:ab:cd:ef",
-        "--",
-        "bash",
-        "-c",
-        &sh,
-    ]);
+    let r =
+        b.run(&["-N", "address=10.0.2.20/24,route=0.0.0.0/0%10.0.2.2,mac=52:54:00:ab:cd:ef", "--", "bash", "-c", &sh]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(server.received(), ["static\n"], "{r:?}");
     let out = r.stdout_str();
