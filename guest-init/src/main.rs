@@ -20,6 +20,7 @@ mod net;
 mod power;
 mod pty;
 mod relay;
+mod resolv;
 mod task;
 mod timings;
 
@@ -98,16 +99,24 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
         kmsg::info("modules loaded");
         times.mark("modules loaded");
     }
-    match sandbox {
-        Sandbox::Vm => {
-            mounts::new_root(mounts::VM_NEW_ROOT, &spec.mounts, spec.overlay)?;
-            mounts::switch_root()?;
-        }
+    if let Some(cfg) = &spec.network {
+        net::configure(cfg)?;
+        times.mark("network configured");
+    }
+    let new_root = match sandbox {
+        Sandbox::Vm => mounts::VM_NEW_ROOT,
         Sandbox::Container => {
             container_root::prepare()?;
-            mounts::new_root(container_root::NEW_ROOT, &spec.mounts, spec.overlay)?;
-            container_root::pivot()?;
+            container_root::NEW_ROOT
         }
+    };
+    let mut points = mounts::new_root(new_root, &spec.mounts, spec.overlay)?;
+    if let Some(cfg) = &spec.network {
+        resolv::place(&mut points, new_root, &cfg.resolv_conf, !spec.overlay)?;
+    }
+    match sandbox {
+        Sandbox::Vm => mounts::switch_root()?,
+        Sandbox::Container => container_root::pivot()?,
     }
     times.mark("root mounted");
     include::apply(c, &spec.includes, spec.identity.uid, spec.identity.gid)?;

@@ -28,7 +28,8 @@ pub fn early() -> Result<(), Failure> {
 }
 
 /// Mounts the run's root and its other mounts under `/newroot`, then the scratch tmpfs.
-pub fn new_root(new_root: &str, mounts: &[Mount], overlay: bool) -> Result<(), Failure> {
+/// Returns the mount points made on the way, for files bound in later (`resolv.rs`).
+pub fn new_root<'a>(new_root: &'a str, mounts: &[Mount], overlay: bool) -> Result<MountPoints<'a>, Failure> {
     let Some((root, rest)) = mounts.split_first() else {
         return Err(Failure::new("mount root", "the run spec has no root mount"));
     };
@@ -51,7 +52,7 @@ pub fn new_root(new_root: &str, mounts: &[Mount], overlay: bool) -> Result<(), F
         points.ensure(&m.target, &target, file_source)?;
         mount_one(m, new_root, &target)?;
     }
-    Ok(())
+    Ok(points)
 }
 
 /// `--overlay`: the root mounted read-only below, a tmpfs for the changes above, and

@@ -1,35 +1,218 @@
-//! The sandbox's identity on the (loopback-only) network: hostname and `lo` up.
+//! The sandbox's network: hostname and `lo` up always; with `-N`, the one interface the
+//! host put behind a user-mode network (a VM's virtio-net, a container's pasta or
+//! slirp4netns tap), configured here with the classic interface ioctls: no DHCP client,
+//! no netlink. Its resolv.conf is `resolv.rs`'s.
 
 use crate::error::Failure;
+use protocol::NetConfig;
+use rustix::fd::OwnedFd;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// How long the interface may take to appear: a VM's driver has been loaded by then,
+/// and a container's helper attached its tap before the run spec came.
+const APPEAR_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn setup(hostname: &str) -> Result<(), Failure> {
     rustix::system::sethostname(hostname.as_bytes()).map_err(|e| Failure::sys("network", "sethostname", e))?;
-    loopback_up()
+    let sock = socket()?;
+    set_up(&sock, "lo")
 }
 
-/// Sets IFF_UP on `lo`. rustix has no call for interface flags, so the two ioctls are
-/// libc's.
-fn loopback_up() -> Result<(), Failure> {
-    let sock = rustix::net::socket_with(AddressFamily::INET, SocketType::DGRAM, SocketFlags::CLOEXEC, None)
-        .map_err(|e| Failure::sys("network", "socket", e))?;
-    let fail = || Failure::os("network", "bringing lo up");
+/// Address, broadcast, MAC, up, then the routes through the gateway.
+pub fn configure(cfg: &NetConfig) -> Result<(), Failure> {
+    let sock = socket()?;
+    let name = cfg.interface.as_str();
+    let start = Instant::now();
+    while flags(&sock, name).is_err() {
+        if start.elapsed() > APPEAR_TIMEOUT {
+            return Err(Failure::new("network", format!("{name} did not appear within {APPEAR_TIMEOUT:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if let Some(mac) = cfg.mac {
+        set_mac(&sock, name, mac)?;
+    }
+    // A virtio-net NIC reports its link from a work item queued at probe. Brought up
+    // before that, the interface would drop what it sends until the kernel's link
+    // watcher noticed (a first TCP SYN lost is a second's retransmit); brought up with
+    // the link already there it sends at once. A tap has its link while the helper
+    // holds it.
+    let start = Instant::now();
+    while !has_link(&sock, name) && start.elapsed() < APPEAR_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mask = u32::MAX.checked_shl(32 - u32::from(cfg.prefix)).unwrap_or(0).to_be_bytes();
+    // The address first: setting it resets the netmask and broadcast to its class's.
+    set_addr(&sock, name, libc::SIOCSIFADDR, cfg.address, "address")?;
+    set_addr(&sock, name, libc::SIOCSIFNETMASK, mask, "netmask")?;
+    set_addr(&sock, name, libc::SIOCSIFBRDADDR, cfg.broadcast, "broadcast address")?;
+    set_up(&sock, name)?;
+    for &(dst, prefix) in &cfg.routes {
+        add_route(&sock, name, dst, prefix, cfg.gateway)?;
+    }
+    Ok(())
+}
+
+fn socket() -> Result<OwnedFd, Failure> {
+    rustix::net::socket_with(AddressFamily::INET, SocketType::DGRAM, SocketFlags::CLOEXEC, None)
+        .map_err(|e| Failure::sys("network", "socket", e))
+}
+
+/// An ifreq naming `name` (at most IFNAMSIZ - 1 bytes: the host names ours).
+fn ifreq(name: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+    for (dst, src) in req.ifr_name.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.bytes()) {
+        *dst = src as libc::c_char;
     }
+    req
+}
+
+/// An AF_INET sockaddr holding `addr`, as the ioctls take it.
+fn sockaddr(addr: [u8; 4]) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr are both 16 bytes of plain data; the kernel reads
+    // a sockaddr whose family says AF_INET as a sockaddr_in.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+fn flags(sock: &OwnedFd, name: &str) -> Result<libc::c_short, Failure> {
+    let mut req = ifreq(name);
     // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq it is given, which outlives the
     // call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } != 0 {
-        return Err(fail());
+        return Err(Failure::os("network", format_args!("reading {name}'s flags")));
     }
     // SAFETY: SIOCGIFFLAGS has just written the flags member of the union.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    Ok(unsafe { req.ifr_ifru.ifru_flags })
+}
+
+/// Whether the driver reports a link (ETHTOOL_GLINK, which works while the interface is
+/// down); a driver that cannot say counts as linked.
+fn has_link(sock: &OwnedFd, name: &str) -> bool {
+    /// linux/ethtool.h's `struct ethtool_value` and its ETHTOOL_GLINK command.
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    const ETHTOOL_GLINK: u32 = 0x0000_000a;
+    let mut value = EthtoolValue { cmd: ETHTOOL_GLINK, data: 0 };
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GLINK writes the ethtool_value that the ifreq
+    // points to; both outlive the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) } != 0 {
+        return true;
+    }
+    value.data != 0
+}
+
+/// Sets IFF_UP on `name`.
+fn set_up(sock: &OwnedFd, name: &str) -> Result<(), Failure> {
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_flags = flags(sock, name)? | libc::IFF_UP as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads the ifreq it is given, which outlives the call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } != 0 {
-        return Err(fail());
+        return Err(Failure::os("network", format_args!("bringing {name} up")));
+    }
+    Ok(())
+}
+
+/// One of SIOCSIFADDR, SIOCSIFNETMASK, SIOCSIFBRDADDR.
+fn set_addr(sock: &OwnedFd, name: &str, request: libc::c_ulong, addr: [u8; 4], what: &str) -> Result<(), Failure> {
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_addr = sockaddr(addr);
+    // SAFETY: these requests read the sockaddr of the ifreq they are given, which
+    // outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), request as _, &req) } != 0 {
+        let [a, b, c, d] = addr;
+        return Err(Failure::os("network", format_args!("setting {name}'s {what} to {a}.{b}.{c}.{d}")));
+    }
+    Ok(())
+}
+
+/// Sets the hardware address where it differs (a VM's NIC has it from QEMU already).
+fn set_mac(sock: &OwnedFd, name: &str, mac: [u8; 6]) -> Result<(), Failure> {
+    let mut req = ifreq(name);
+    // SAFETY: SIOCGIFHWADDR fills the hwaddr of the ifreq it is given, which outlives
+    // the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut req) } != 0 {
+        return Err(Failure::os("network", format_args!("reading {name}'s MAC address")));
+    }
+    // SAFETY: SIOCGIFHWADDR has just written the hwaddr member of the union.
+    let mut hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if hw.sa_data[..6].iter().map(|&b| b as u8).eq(mac) {
+        return Ok(());
+    }
+    hw.sa_family = libc::ARPHRD_ETHER;
+    for (dst, src) in hw.sa_data.iter_mut().zip(mac) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_hwaddr = hw;
+    // SAFETY: SIOCSIFHWADDR reads the hwaddr of the ifreq it is given, which outlives
+    // the call; the interface is still down, as the tap and virtio-net drivers want.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR as _, &req) } != 0 {
+        return Err(Failure::os("network", format_args!("setting {name}'s MAC address")));
+    }
+    Ok(())
+}
+
+/// The kernel's `struct rtentry` (linux/route.h), which libc defines for musl only.
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr,
+    rt_gateway: libc::sockaddr,
+    rt_genmask: libc::sockaddr,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut libc::c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut libc::c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+/// A route to dst/prefix through `gateway` on `name` (SIOCADDRT).
+fn add_route(sock: &OwnedFd, name: &str, dst: [u8; 4], prefix: u8, gateway: [u8; 4]) -> Result<(), Failure> {
+    let mut dev = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (d, s) in dev.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0).to_be_bytes();
+    let route = RtEntry {
+        rt_pad1: 0,
+        rt_dst: sockaddr(dst),
+        rt_gateway: sockaddr(gateway),
+        rt_genmask: sockaddr(mask),
+        rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
+        rt_pad2: 0,
+        rt_pad3: 0,
+        rt_pad4: std::ptr::null_mut(),
+        rt_metric: 0,
+        rt_dev: dev.as_mut_ptr(),
+        rt_mtu: 0,
+        rt_window: 0,
+        rt_irtt: 0,
+    };
+    // SAFETY: SIOCADDRT reads a struct rtentry, laid out as the kernel's, and the
+    // device name it points to; both outlive the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as _, &route) } != 0 {
+        let ([a, b, c, d], [e, f, g, h]) = (dst, gateway);
+        return Err(Failure::os(
+            "network",
+            format_args!("adding the route to {a}.{b}.{c}.{d}/{prefix} via {e}.{f}.{g}.{h}"),
+        ));
     }
     Ok(())
 }

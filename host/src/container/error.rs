@@ -42,4 +42,8 @@ pub enum Error {
     /// Namespaces, id maps, the cgroup move or the exec of init.
     #[error(transparent)]
     Spawn(super::process::Error),
+
+    /// `-N`: the user-mode network's helper, missing or failing.
+    #[error(transparent)]
+    Network(super::net::Error),
 }

@@ -9,6 +9,7 @@
 
 mod cgroup;
 mod error;
+mod net;
 mod plan;
 mod process;
 pub mod seccomp;
@@ -48,6 +49,17 @@ impl backend::Backend for Container {
             crate::mounts::expand_includes(&spec.includes).map_err(Error::ExpandIncludes)?;
         let (init, init_path) = initfile::open().map_err(Error::OpenInit)?;
         let programs = if opts.seccomp { seccomp::programs().map_err(Error::SeccompPrograms)? } else { Vec::new() };
+        // A missing helper is a usage error, found before anything starts.
+        let network = match &spec.network {
+            Some(n) => {
+                let helper = net::find().map_err(Error::Network)?;
+                if spec.verbose {
+                    (cx.notice)(&n.describe(helper.kind.name()));
+                }
+                Some((helper, n.clone()))
+            }
+            None => None,
+        };
         cx.timeline.mark("init and seccomp programs ready");
         // A terminal of the caller's is never handed down (the command could inject
         // input into it with TIOCSTI): the command gets a pty of the sandbox's, or pipes
@@ -65,6 +77,8 @@ impl backend::Backend for Container {
             privileged: spec.privileged,
             init,
             init_path,
+            network,
+            debug: spec.debug,
             run_spec: spec.run_spec(mounts, stdio, security, include_entries),
             limits: Limits {
                 boot_timeout: START_TIMEOUT,
@@ -86,6 +100,9 @@ struct Launch {
     privileged: bool,
     init: File,
     init_path: PathBuf,
+    /// `-N`: the helper that gives the container its user-mode network.
+    network: Option<(net::Helper, crate::network::Network)>,
+    debug: bool,
     run_spec: RunSpec,
     limits: Limits,
     temp: TempDirs,
@@ -93,7 +110,7 @@ struct Launch {
 
 impl Prepared for Launch {
     fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
-        let Launch { opts, name, privileged, init, init_path, run_spec, limits, temp } = *self;
+        let Launch { opts, name, privileged, init, init_path, network, debug, run_spec, limits, temp } = *self;
         let (euid, egid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         let idmap = id_map(euid, egid, opts.userns, privileged);
         let cg_limits = CgroupLimits { memory: opts.memory, pids: opts.pids, cpus: opts.cpus };
@@ -106,6 +123,7 @@ impl Prepared for Launch {
         };
         let (ours, theirs) = UnixStream::pair().map_err(Error::SocketPair)?;
         let theirs = OwnedFd::from(theirs);
+        let own_userns = idmap.is_some();
         let pid = process::spawn(&process::Launch {
             init: &init,
             init_path: &init_path,
@@ -116,20 +134,27 @@ impl Prepared for Launch {
         .map_err(Error::Spawn)?;
         drop(theirs);
         cx.timeline.mark("namespaces created, init started");
+        let mut running = RunningContainer { pid: Some(pid), cgroup, net_helper: None, _temp: temp };
+        // Before the run spec goes out: init configures the helper's interface.
+        if let Some((helper, network)) = &network {
+            running.net_helper = Some(net::start(helper, network, pid, own_userns, debug).map_err(Error::Network)?);
+            cx.timeline.mark("network helper ready");
+        }
         Ok(Launched {
             control: ours.into(),
             watch: (pid, "the container's init"),
             limits,
             run_spec,
-            sandbox: Box::new(RunningContainer { pid: Some(pid), cgroup, _temp: temp }),
+            sandbox: Box::new(running),
         })
     }
 }
 
-/// A started container: its init and its cgroup.
+/// A started container: its init, its cgroup and its network helper.
 struct RunningContainer {
     pid: Option<u32>,
     cgroup: Option<cgroup::Cgroup>,
+    net_helper: Option<std::process::Child>,
     _temp: TempDirs,
 }
 
@@ -141,6 +166,11 @@ impl Running for RunningContainer {
             if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
             }
+        }
+        // With the namespace's last process gone it has nothing left to serve.
+        if let Some(mut helper) = self.net_helper.take() {
+            proc::kill(helper.id());
+            let _ = helper.wait();
         }
     }
 

@@ -2,6 +2,7 @@
 //! a [`VmConfig`], so every flag is visible in one place and unit-tested.
 
 use crate::accel::Chosen;
+use crate::network::Network;
 use crate::vm::layout::{DiskConfig, ShareConfig};
 use crate::vm::plan::{Machine, Share};
 use protocol::CONTROL_PORT_NAME;
@@ -36,6 +37,8 @@ pub struct VmConfig {
     /// 9p as root: passthrough, so files the guest creates get the guest user's owner.
     pub nine_p_passthrough: bool,
     pub control: ControlDevice,
+    /// `-N`: a virtio-net NIC on QEMU's user-mode network (slirp) laid out as this says.
+    pub network: Option<Network>,
 }
 
 /// A host path as the value of an option in a QEMU option list (`-fsdev path=`,
@@ -129,6 +132,23 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
         a.push(&["-device", &format!("{},drive=disk{i}", dev("virtio-blk-device", "virtio-blk-pci"))]);
     }
 
+    if let Some(n) = &c.network {
+        a.push(&["-netdev", &user_netdev(n)]);
+        let mut nic = format!("{},netdev=net0", dev("virtio-net-device", "virtio-net-pci"));
+        if c.machine == Machine::Q35 {
+            // No option ROM: nothing boots from the network, and -nodefaults VMs may
+            // lack the ROM file.
+            nic.push_str(",romfile=");
+        }
+        if let Some(m) = n.mac {
+            nic.push_str(&format!(
+                ",mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ));
+        }
+        a.push(&["-device", &nic]);
+    }
+
     match &c.control {
         ControlDevice::Serial { socket } => {
             a.push_os("-chardev", with_path("socket,id=ctl,path=", socket, ""));
@@ -147,6 +167,22 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
         }
     }
     a.0
+}
+
+/// QEMU's user-mode network (slirp) with the layout every backend shares: the host's
+/// loopback at the network's address + 2, the DNS forwarder at + 3 (slirp's own
+/// defaults, spelled out). IPv4 only, as the container's. `dhcpstart` is the guest's
+/// address: init configures it without DHCP, but slirp insists that the range lies in
+/// the network, which its default (+ 15) does not in a /29.
+fn user_netdev(n: &Network) -> String {
+    format!(
+        "user,id=net0,ipv6=off,net={}/{},host={},dns={},dhcpstart={}",
+        n.net(),
+        n.prefix,
+        n.gateway(),
+        n.dns(),
+        n.address
+    )
 }
 
 /// QEMU's arguments as they are built: flags and values in our own words, and values
@@ -217,6 +253,7 @@ mod tests {
             disks: vec![],
             nine_p_passthrough: true,
             control: ControlDevice::Serial { socket: "/run/x/ctl.sock".into() },
+            network: None,
         }
     }
 
@@ -354,5 +391,25 @@ mod tests {
         assert!(!s.contains("memory-backend") && !s.contains("id=ctl"), "{s}");
         c.machine = Machine::Q35;
         assert!(joined(&c).contains("-device vhost-vsock-pci,guest-cid=2147483651"));
+    }
+
+    #[test]
+    fn a_network_is_a_user_netdev_behind_virtio_net() {
+        let mut c = cfg(Share::NineP, Machine::Microvm);
+        assert!(!joined(&c).contains("netdev"));
+        c.network = crate::network::parse(&["user".into()]).unwrap();
+        let s = joined(&c);
+        assert!(
+            s.contains(
+                "-netdev user,id=net0,ipv6=off,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=10.0.2.15 \
+                 -device virtio-net-device,netdev=net0 "
+            ),
+            "{s}"
+        );
+        c.network = crate::network::parse(&["address=192.168.7.9/29,mac=52:54:00:ab:cd:ef".into()]).unwrap();
+        c.machine = Machine::Q35;
+        let s = joined(&c);
+        assert!(s.contains("net=192.168.7.8/29,host=192.168.7.10,dns=192.168.7.11,dhcpstart=192.168.7.9"), "{s}");
+        assert!(s.contains("-device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:ab:cd:ef"), "{s}");
     }
 }

@@ -110,6 +110,7 @@ impl Prepared for Launch {
             include_files,
             boot_timeout,
             temp,
+            network,
             ..
         } = vm;
         let ctl_path = rundir.path().join("ctl.sock");
@@ -144,6 +145,7 @@ impl Prepared for Launch {
             disks: layout.disks,
             nine_p_passthrough: rustix::process::geteuid().is_root(),
             control: vsock_host.as_ref().map_or(ControlDevice::Serial { socket: ctl_path }, vsock::Host::device),
+            network,
         };
         let console = console::Tail::default();
         let qemu_err = console::Tail::default();

@@ -55,6 +55,10 @@ pub enum Error {
     #[error("--fs virtiofs: {why}")]
     NoVirtiofsd { why: String },
 
+    /// `-N` with a kernel that has no virtio network driver.
+    #[error("-N: the kernel has no virtio_net driver; pick another with --kernel")]
+    NoVirtioNet,
+
     #[error("--fs 9p: the kernel has no 9p driver (9p, 9pnet_virtio); use --fs virtiofs or another --kernel")]
     No9pDriver,
 

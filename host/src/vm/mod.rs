@@ -31,6 +31,8 @@ pub struct VmPlan {
     pub memory: u64,
     /// The machine, the root share and the modules it needs.
     pub devices: Plan,
+    /// `-N`: the user-mode network behind the NIC that `devices` has.
+    pub network: Option<crate::network::Network>,
     /// Shares, disks and the guest's mounts.
     pub layout: VmLayout,
     /// The kernel image to boot (a cached vmlinux where one can be had).
@@ -102,7 +104,10 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
              can hang the guest in QEMU's multi-threaded TCG; --timeout bounds such a run"
         ));
     }
-    let devices = plan::plan(&has, opts.fs, unavailable.virtiofsd, opts.transport, unavailable.vsock)?;
+    let mut devices = plan::plan(&has, opts.fs, unavailable.virtiofsd, opts.transport, unavailable.vsock)?;
+    if spec.network.is_some() {
+        devices.add_nic(&has)?;
+    }
     cx.timeline.mark("kernel, accelerator and devices chosen");
 
     // Build.
@@ -152,6 +157,9 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
             cpus
         ));
     }
+    if let (Some(net), true) = (&spec.network, spec.verbose) {
+        (cx.notice)(&net.describe("QEMU (slirp)"));
+    }
     let stdio = spec.stdio_or(protocol::Stdio::Relay);
     let run_spec = spec.run_spec(layout.mounts.clone(), stdio, protocol::Security::default(), include_entries);
     Ok(VmPlan {
@@ -159,6 +167,7 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
         cpus,
         memory: opts.memory,
         devices,
+        network: spec.network.clone(),
         layout,
         kernel: boot_image.path,
         initrd: initrd_path,

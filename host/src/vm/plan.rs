@@ -33,6 +33,8 @@ pub struct Plan {
     pub machine: Machine,
     pub share: Share,
     pub channel: Channel,
+    /// A virtio-net NIC for `-N`.
+    pub nic: bool,
     /// Modules to resolve (with their dependencies) into the initrd.
     pub modules: Vec<&'static str>,
 }
@@ -43,6 +45,9 @@ const NINEP: &[&str] = &["9pnet_virtio", "9p"];
 /// vsock, vmw_vsock_virtio_transport_common).
 const CONSOLE: &str = "virtio_console";
 const VSOCK: &str = "vmw_vsock_virtio_transport";
+/// `-N`'s NIC (its dependencies, net_failover and failover in Debian's kernels, come
+/// from modules.dep).
+const VIRTIO_NET: &str = "virtio_net";
 
 /// `vsock`: why the host cannot give the guest a vsock device (None: it can).
 pub fn plan(
@@ -104,7 +109,21 @@ pub fn plan(
         Share::Virtiofs => VIRTIOFS,
         Share::NineP => NINEP,
     });
-    Ok(Plan { machine, share, channel, modules })
+    Ok(Plan { machine, share, channel, nic: false, modules })
+}
+
+impl Plan {
+    /// Adds `-N`'s NIC, virtio-net on the machine's bus, and its driver.
+    pub fn add_nic(&mut self, has: &dyn Fn(&str) -> Availability) -> Result<(), Error> {
+        if matches!(has(VIRTIO_NET), Availability::Missing) {
+            return Err(Error::NoVirtioNet);
+        }
+        self.nic = true;
+        // Last: init loads it on the second thread and configures the interface once
+        // the modules are in.
+        self.modules.push(VIRTIO_NET);
+        Ok(())
+    }
 }
 
 /// `auto` takes virtio-serial where it can: measured here, vsock through
@@ -155,6 +174,7 @@ mod tests {
                 machine: Machine::Microvm,
                 share: Share::Virtiofs,
                 channel: Channel::VirtioSerial,
+                nic: false,
                 modules: vec!["virtio_mmio", "virtio_console", "virtiofs"]
             }
         );
@@ -241,5 +261,16 @@ mod tests {
         assert!(matches!(p(&["virtio_console", "9p"]), Err(Error::NoVirtioTransport)));
         assert!(matches!(p(&["virtio_mmio", "9p"]), Err(Error::NoChannel { .. })));
         assert!(matches!(p(&["virtio_mmio", "virtio_console"]), Err(Error::NoSharedFs)));
+    }
+
+    #[test]
+    fn a_nic_brings_virtio_net_and_needs_it() {
+        let mut p = plan(&kernel(GENERIC), Fs::Auto, None, Transport::Auto, None).unwrap();
+        assert!(matches!(p.add_nic(&kernel(GENERIC)), Err(Error::NoVirtioNet)));
+        assert!(!p.nic);
+        const WITH_NET: &[&str] = &["virtio_mmio", "virtio_console", "virtiofs", "virtio_net"];
+        p.add_nic(&kernel(WITH_NET)).unwrap();
+        assert!(p.nic);
+        assert_eq!(p.modules, ["virtio_mmio", "virtio_console", "virtiofs", "virtio_net"]);
     }
 }
