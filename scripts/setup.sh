@@ -4,6 +4,7 @@
 #   - Debian's cloud and generic kernels (with modules) when /boot has no kernel image
 #     (the tests use both: the cloud one has virtiofs, the generic one 9p as well)
 #   - the Rust virtiofsd, into /usr/local/bin so every user can run it
+#   - pasta (passt) and slirp4netns (a container's -N user), with --for-tests
 #   - vhost-device-vsock (--transport vsock without /dev/vhost-vsock), with --for-tests
 #     or when asked for (VIRT_SANDBOX_SETUP_VSOCK=1), also into /usr/local/bin
 #   - the musl target (fallback: a static glibc build of the init)
@@ -33,6 +34,9 @@ if [ $for_tests = 1 ]; then
     command -v strace >/dev/null || pkgs+=(strace)
     # tests/tests/install.rs renders the installed man page.
     command -v man >/dev/null || pkgs+=(man-db)
+    # -N user in a container: pasta is used where both are, the tests run both.
+    command -v pasta >/dev/null || pkgs+=(passt)
+    command -v slirp4netns >/dev/null || pkgs+=(slirp4netns)
     have_kernel "-cloud-amd64" || pkgs+=(linux-image-cloud-amd64)
     ls /boot/vmlinuz-*-amd64 2>/dev/null | grep -qv -- '-cloud-' || pkgs+=(linux-image-amd64)
 elif ! compgen -G "/boot/vmlinuz-*" >/dev/null && [ ! -e "/usr/lib/modules/$(uname -r)/vmlinuz" ]; then

@@ -45,6 +45,12 @@ fn cases() -> Vec<(Vec<String>, &'static str)> {
         (&["-H", "/nonexistent/home", "--", "true"], "does not exist"),
         (&["--bench", "0", "--", "true"], "--bench"),
         (&["--bench-svg", "/tmp/x.svg", "--", "true"], "--bench"),
+        (&["-N", "source=default", "--", "true"], "libvirt backend"),
+        (&["-N", "bogus", "--", "true"], "-N bogus"),
+        (&["-N", "address=10.0.2.20", "--", "true"], "IP/PREFIX"),
+        (&["-N", "address=10.0.2.20/24,route=0.0.0.0/0%10.0.2.1", "--", "true"], "gateway is 10.0.2.2"),
+        (&["-N", "user", "-N", "dhcp", "--", "true"], "one network interface"),
+        (&["-c", "lxc:///", "-N", "address=fd00::5/64", "--", "true"], "IPv6"),
     ];
     let mut out: Vec<(Vec<String>, &str)> = table
         .iter()
