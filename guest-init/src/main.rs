@@ -100,7 +100,7 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
         times.mark("modules loaded");
     }
     if let Some(cfg) = &spec.network {
-        net::configure(cfg)?;
+        net::configure(cfg, sandbox == Sandbox::Vm)?;
         times.mark("network configured");
     }
     let new_root = match sandbox {
@@ -135,6 +135,10 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     // The sandbox ends with its command: stop what it left behind, then detach disk
     // filesystems cleanly so their images are consistent on the host.
     power::kill_all();
+    if spec.network.is_some() {
+        net::settle();
+        times.mark("network settled");
+    }
     if sandbox == Sandbox::Vm {
         // A VM is killed once it reports, so its disks and shares must be flushed now;
         // a container's writes are already in the host's page cache, and a sync there

@@ -14,14 +14,18 @@ use std::time::{Duration, Instant};
 /// and a container's helper attached its tap before the run spec came.
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the end of a run waits for the sandbox's connections to settle.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub fn setup(hostname: &str) -> Result<(), Failure> {
     rustix::system::sethostname(hostname.as_bytes()).map_err(|e| Failure::sys("network", "sethostname", e))?;
     let sock = socket()?;
     set_up(&sock, "lo")
 }
 
-/// Address, broadcast, MAC, up, then the routes through the gateway.
-pub fn configure(cfg: &NetConfig) -> Result<(), Failure> {
+/// Address, broadcast, MAC, up, then the routes through the gateway. `nic`: a VM's
+/// network card, whose link is waited for before it comes up.
+pub fn configure(cfg: &NetConfig, nic: bool) -> Result<(), Failure> {
     let sock = socket()?;
     let name = cfg.interface.as_str();
     let start = Instant::now();
@@ -37,10 +41,10 @@ pub fn configure(cfg: &NetConfig) -> Result<(), Failure> {
     // A virtio-net NIC reports its link from a work item queued at probe. Brought up
     // before that, the interface would drop what it sends until the kernel's link
     // watcher noticed (a first TCP SYN lost is a second's retransmit); brought up with
-    // the link already there it sends at once. A tap has its link while the helper
-    // holds it.
+    // the link already there it sends at once. A container's tap has no link until it
+    // is up, and then at once: its helper holds it.
     let start = Instant::now();
-    while !has_link(&sock, name) && start.elapsed() < APPEAR_TIMEOUT {
+    while nic && !has_had_link(name) && start.elapsed() < APPEAR_TIMEOUT {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mask = u32::MAX.checked_shl(32 - u32::from(cfg.prefix)).unwrap_or(0).to_be_bytes();
@@ -53,6 +57,37 @@ pub fn configure(cfg: &NetConfig) -> Result<(), Failure> {
         add_route(&sock, name, dst, prefix, cfg.gateway)?;
     }
     Ok(())
+}
+
+/// After the command and everything it left are gone: waits, at most
+/// [`SETTLE_TIMEOUT`], until the user-mode network has acknowledged every TCP
+/// connection's last data and its end. The network lives in QEMU or the helper, which
+/// go with the sandbox; what they had not taken yet would be lost (a last
+/// `echo >/dev/tcp/...`, whose close returned before its bytes left the kernel).
+pub fn settle() {
+    let start = Instant::now();
+    while start.elapsed() < SETTLE_TIMEOUT {
+        let tables = ["/proc/net/tcp", "/proc/net/tcp6"].map(|t| std::fs::read_to_string(t).unwrap_or_default());
+        if tables.iter().all(|t| settled(t)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether no socket of a /proc/net/tcp table still waits for its peer to acknowledge
+/// data or a FIN: established with data queued, FIN_WAIT1, CLOSING or LAST_ACK.
+fn settled(table: &str) -> bool {
+    table.lines().skip(1).all(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let queued =
+            fields.get(4).and_then(|q| q.split(':').next()).is_some_and(|tx| !tx.trim_start_matches('0').is_empty());
+        match fields.get(3).copied() {
+            Some("01") => !queued,
+            Some("04" | "0B" | "09") => false,
+            _ => true,
+        }
+    })
 }
 
 fn socket() -> Result<OwnedFd, Failure> {
@@ -94,25 +129,14 @@ fn flags(sock: &OwnedFd, name: &str) -> Result<libc::c_short, Failure> {
     Ok(unsafe { req.ifr_ifru.ifru_flags })
 }
 
-/// Whether the driver reports a link (ETHTOOL_GLINK, which works while the interface is
-/// down); a driver that cannot say counts as linked.
-fn has_link(sock: &OwnedFd, name: &str) -> bool {
-    /// linux/ethtool.h's `struct ethtool_value` and its ETHTOOL_GLINK command.
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
+/// Whether the driver has reported a link since it was probed. The carrier's own flag
+/// (ethtool, sysfs `carrier`, IFF_LOWER_UP) reads as off while the interface is down;
+/// this counter does not. A kernel without it counts as linked.
+fn has_had_link(name: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{name}/carrier_up_count")) {
+        Ok(count) => count.trim() != "0",
+        Err(_) => true,
     }
-    const ETHTOOL_GLINK: u32 = 0x0000_000a;
-    let mut value = EthtoolValue { cmd: ETHTOOL_GLINK, data: 0 };
-    let mut req = ifreq(name);
-    req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-    // SAFETY: SIOCETHTOOL with ETHTOOL_GLINK writes the ethtool_value that the ifreq
-    // points to; both outlive the call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) } != 0 {
-        return true;
-    }
-    value.data != 0
 }
 
 /// Sets IFF_UP on `name`.
@@ -215,4 +239,28 @@ fn add_route(sock: &OwnedFd, name: &str, dst: [u8; 4], prefix: u8, gateway: [u8;
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settled;
+
+    const HEAD: &str =
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+    #[test]
+    fn a_connection_settles_once_its_data_and_fin_are_acknowledged() {
+        let row = |st: &str, tx: &str| {
+            format!("{HEAD}   0: 0F02000A:A1B2 0202000A:1F90 {st} {tx}:00000000 00:00000000 00000000 0 0 1\n")
+        };
+        assert!(settled(HEAD));
+        assert!(settled(&row("0A", "00000000")), "a listener");
+        assert!(settled(&row("05", "00000000")), "FIN_WAIT2: our FIN was acknowledged");
+        assert!(settled(&row("06", "00000000")), "TIME_WAIT");
+        assert!(settled(&row("01", "00000000")));
+        assert!(!settled(&row("01", "0000000A")), "data not yet acknowledged");
+        assert!(!settled(&row("04", "00000000")), "FIN_WAIT1");
+        assert!(!settled(&row("09", "00000000")), "LAST_ACK");
+        assert!(!settled(&row("0B", "00000000")), "CLOSING");
+    }
 }

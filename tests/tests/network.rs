@@ -199,3 +199,27 @@ fn rootless_container_reaches_the_hosts_loopback() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(server.received(), ["hello-from-the-sandbox\n"], "{r:?}");
 }
+
+/// The helper never outlives the launcher, even one killed with SIGKILL.
+#[test]
+fn the_containers_helper_dies_with_the_launcher() {
+    let mut launcher = Backend::Container
+        .command(["-N", "user", "--", "sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = launcher.id();
+    let is_helper = |p: &u32| {
+        std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("eth0"))
+    };
+    let mut helper = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        helper = children(pid).into_iter().find(is_helper);
+        helper.is_some()
+    }));
+    let helper = helper.unwrap();
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(helper)), "the helper {helper} outlived the launcher");
+}
