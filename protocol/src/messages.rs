@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +80,7 @@ pub struct RunSpec {
     /// Files and directories to create before the command starts; each file's bytes
     /// follow `Run` as `IncludeData` frames.
     pub includes: Vec<IncludeEntry>,
-    /// The network interface beside `lo` (`-N`); None: `lo` alone (version 6).
+    /// The network interface beside `lo` (`-N`); None: `lo` alone (version 7).
     pub network: Option<NetConfig>,
 }
 
