@@ -93,6 +93,11 @@ fn environment() -> Section {
                  --transport vsock uses it even where /dev/vhost-vsock exists.",
             ),
             item(
+                "VIRT_SANDBOX_NET_HELPER",
+                "The container's -N helper: pasta or slirp4netns, or a path to one \
+                 (default: pasta where both are installed).",
+            ),
+            item(
                 "VIRT_SANDBOX_CACHE_DIR",
                 "The initrd and kernel cache (default: see FILES); an empty \
                  directory makes a cold start.",

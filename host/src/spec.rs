@@ -5,8 +5,8 @@
 use crate::cli::{Accel, Cli, Fs, Transport};
 use crate::identity::UserDb;
 use crate::mounts::{self, Include, UserMount};
-use crate::terminal::Want;
 use crate::network::{self, Network};
+use crate::terminal::Want;
 use crate::units::{parse_duration, parse_size};
 use crate::workdir::{self, Fresh, Notice};
 use std::ffi::{OsStr, OsString};
