@@ -183,6 +183,14 @@ fn examples() -> Section {
                 "virt-sandbox -M --timeout 5m -- python3 - < untrusted.py > result.txt",
             ),
             example(
+                "An interactive shell, at a terminal: the shell gets a terminal of the sandbox's own (line \
+                 editing, job control, Ctrl-C and the window size are its), and the caller's terminal is \
+                 put back as it was when it exits. With a user-mode network as well, the host's \
+                 loopback at 10.0.2.2:",
+                "virt-sandbox -- bash\n\
+                 virt-sandbox -N user -- bash",
+            ),
+            example(
                 "A CI job: the checkout writable, the rest of the host read-only, in a container (it starts in \
                  milliseconds) with memory, process and time limits. The job's exit status is the test \
                  suite's; 124 means it timed out, 125 that the sandbox could not be made:",

@@ -125,12 +125,19 @@ pub struct Cli {
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
-    /// Give the command a terminal: a pty inside the sandbox, with the caller's terminal
-    /// in raw mode. The default when stdin and stdout are both terminals.
+    /// Give the command a terminal (default: when stdin and stdout are both terminals).
+    ///
+    /// A pty inside the sandbox, never the caller's own; the caller's terminal is raw while
+    /// the command runs and put back as it was after. A terminal has one output stream:
+    /// stdout and stderr arrive mixed on stdout, with \r\n line ends.
+    /// Example: virt-sandbox -t -- bash
     #[arg(short = 't', long = "tty", overrides_with = "no_tty")]
     pub tty: bool,
 
-    /// Never give the command a terminal: its stdio stays pipes, even at a terminal.
+    /// Never give the command a terminal, even at one (default: off).
+    ///
+    /// Its stdio stays pipes: stdout and stderr apart, every byte as written.
+    /// Example: virt-sandbox --no-tty -- make
     #[arg(long = "no-tty", overrides_with = "tty")]
     pub no_tty: bool,
 
