@@ -9,6 +9,9 @@
 #     or when asked for (VIRT_SANDBOX_SETUP_VSOCK=1), also into /usr/local/bin
 #   - the musl target (fallback: a static glibc build of the init)
 #   - the launcher, the static init and the docs generator (scripts/build.sh)
+#   - with --for-tests, libvirt (daemons, LXC and QEMU drivers, libvirt-dev) started by
+#     scripts/libvirtd.sh; wherever libvirt-dev is installed, a second, dynamically linked
+#     launcher with the libvirt backend (target/release/virt-sandbox, --features libvirt)
 # Usage: scripts/setup.sh [--for-tests]    (run as root on Debian 12 or similar)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,11 @@ if [ $for_tests = 1 ]; then
     command -v slirp4netns >/dev/null || pkgs+=(slirp4netns)
     have_kernel "-cloud-amd64" || pkgs+=(linux-image-cloud-amd64)
     ls /boot/vmlinuz-*-amd64 2>/dev/null | grep -qv -- '-cloud-' || pkgs+=(linux-image-amd64)
+    # The libvirt backend's tests: a libvirtd with its QEMU and LXC drivers.
+    for p in libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-clients libvirt-dev \
+        pkg-config; do
+        have_pkg $p || pkgs+=($p)
+    done
 elif ! compgen -G "/boot/vmlinuz-*" >/dev/null && [ ! -e "/usr/lib/modules/$(uname -r)/vmlinuz" ]; then
     pkgs+=(linux-image-cloud-amd64)
 fi
@@ -79,3 +87,11 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $
     rustup target add $musl || say "the musl target cannot be installed; falling back to static glibc"
 fi
 scripts/build.sh
+# libvirt.so has no static build: the libvirt backend is a dynamically linked launcher.
+if pkg-config --exists libvirt 2>/dev/null; then
+    cargo build --release --locked -p virt-sandbox --features libvirt
+    say "with the libvirt backend: target/release/virt-sandbox"
+fi
+if [ $for_tests = 1 ]; then
+    as_root scripts/libvirtd.sh
+fi

@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --for-tests
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo test --release --locked --workspace --exclude virt-sandbox-tests
+# The libvirt backend's unit tests and routing, in the build that has it.
+cargo test --release --locked -p virt-sandbox --features libvirt
 cargo test --release --locked -p virt-sandbox-tests -- --test-threads=2

@@ -50,6 +50,8 @@ macro_rules! failure_from {
 }
 
 failure_from!(crate::vm::Error, crate::qemu::Error, crate::container::Error);
+#[cfg(feature = "libvirt")]
+failure_from!(crate::libvirt::Error);
 
 pub trait Backend {
     /// Decides and builds what the launch needs; starts nothing.
@@ -64,11 +66,20 @@ pub trait Prepared {
 /// A started sandbox, ready for the session.
 pub struct Launched {
     pub control: crate::control::Control,
-    /// The process whose exit ends the sandbox, and its name in messages.
-    pub watch: (u32, &'static str),
+    /// What tells that the sandbox has ended.
+    pub watch: Watch,
     pub limits: Limits,
     pub run_spec: RunSpec,
     pub sandbox: Box<dyn Running>,
+}
+
+/// How the session learns that the sandbox has ended on its own.
+pub enum Watch {
+    /// This local process's exit ends it; its name in messages.
+    Process(u32, &'static str),
+    /// Blocks until the sandbox is gone and says how, in words: for a sandbox that is no
+    /// process of ours (a libvirt domain).
+    Until(Box<dyn FnOnce() -> String + Send>),
 }
 
 pub trait Running {
@@ -89,8 +100,18 @@ pub fn run(backend: &dyn Backend, spec: &Spec, cx: &mut Context) -> Outcome {
         Ok(l) => l,
         Err(Failure { reason, console }) => return Outcome::Failed { reason, console },
     };
-    let Launched { control, watch: (pid, name), limits, run_spec, mut sandbox } = launched;
-    let events = session::events(pid, name);
+    let Launched { control, watch, limits, run_spec, mut sandbox } = launched;
+    let events = match watch {
+        Watch::Process(pid, name) => session::events(pid, name),
+        Watch::Until(wait) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let gone = tx.clone();
+            std::thread::spawn(move || {
+                let _ = gone.send(session::Event::SandboxGone(wait()));
+            });
+            (tx, rx)
+        }
+    };
     let outcome = session::run(control, run_spec, &limits, events, cx.timeline, &mut || sandbox.teardown());
     cx.timeline.mark("sandbox gone");
     sandbox.explain(outcome)
@@ -101,5 +122,10 @@ pub fn of(spec: &Spec) -> &'static dyn Backend {
     match spec.backend {
         crate::spec::Backend::Qemu(_) => &crate::qemu::Qemu,
         crate::spec::Backend::Container(_) => &crate::container::Container,
+        #[cfg(feature = "libvirt")]
+        crate::spec::Backend::Libvirt { .. } => &crate::libvirt::Libvirt,
+        // spec::build refuses libvirt URIs in a build without the backend.
+        #[cfg(not(feature = "libvirt"))]
+        crate::spec::Backend::Libvirt { .. } => unreachable!("a libvirt spec in a build without libvirt"),
     }
 }

@@ -224,6 +224,14 @@ pub struct Cli {
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
 
+    /// libvirt only: the domain's sVirt label (default: the host's libvirt policy).
+    ///
+    /// As libvirt-sandbox spelled it: dynamic (a label libvirt picks),
+    /// static,label=USER:ROLE:TYPE:LEVEL, or inherit (the launcher's own). Refused where the
+    /// host has no SELinux or AppArmor. Example: -s dynamic
+    #[arg(short = 's', long = "security", value_name = "SPEC")]
+    pub security: Option<String>,
+
     /// Stop the command after DURATION and exit 124 (default: no limit).
     ///
     /// Its process group is killed at the deadline; what it wrote before still arrives.

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod initfile;
 pub mod kernel;
 pub mod layout;
+pub mod libvirt;
 pub mod mounts;
 pub mod network;
 pub mod proc;

@@ -25,6 +25,8 @@ pub enum Backend {
     Qemu(VmOptions),
     /// Namespaces, cgroups, seccomp and dropped capabilities, set up by the launcher.
     Container(ContainerOptions),
+    /// A domain of a libvirt driver (`-c libvirt+URI`), at `uri` (without `libvirt+`).
+    Libvirt { uri: String, vm: VmOptions, security: Option<crate::libvirt::security::Security> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,9 +185,14 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         return Err(Error::ZeroPids);
     }
     let seccomp = security_opts(&cli.security_opt)?;
+    let security = cli.security.as_deref().map(crate::libvirt::security::parse).transpose();
+    let security = security.map_err(|why| Error::Security { value: cli.security.clone().unwrap_or_default(), why })?;
+    if security.is_some() && kind != Kind::Libvirt {
+        return Err(Error::LibvirtOnly { option: "-s/--security" });
+    }
     let container_only =
         [(cli.userns, "--userns"), (cli.pids.is_some(), "--pids"), (!cli.security_opt.is_empty(), "--security-opt")];
-    if let (Kind::Qemu, Some((_, option))) = (kind, container_only.iter().find(|(given, _)| *given)) {
+    if let (Kind::Qemu | Kind::Libvirt, Some((_, option))) = (kind, container_only.iter().find(|(given, _)| *given)) {
         return Err(Error::ContainerOnly { option });
     }
     // A container's channel is a socketpair: asking for a VM's transport there is a
@@ -203,18 +210,24 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         return Err(Error::ZeroBootTimeout);
     }
     let absolute = |p: PathBuf| if p.is_absolute() { p } else { caller.cwd.join(p) };
+    let vm = |memory: Option<u64>| VmOptions {
+        memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
+        cpus: cli.cpus,
+        accel: cli.accel,
+        fs: cli.fs,
+        kernel: cli.kernel.map(absolute),
+        kernver: cli.kernver,
+        kmodpath: cli.kmodpath.map(absolute),
+        boot_timeout,
+        transport: cli.transport,
+    };
     let backend = match kind {
-        Kind::Qemu => Backend::Qemu(VmOptions {
-            memory: memory.unwrap_or(DEFAULT_VM_MEMORY),
-            cpus: cli.cpus,
-            accel: cli.accel,
-            fs: cli.fs,
-            kernel: cli.kernel.map(absolute),
-            kernver: cli.kernver,
-            kmodpath: cli.kmodpath.map(absolute),
-            boot_timeout,
-            transport: cli.transport,
-        }),
+        Kind::Qemu => Backend::Qemu(vm(memory)),
+        Kind::Libvirt => Backend::Libvirt {
+            uri: crate::libvirt::uri::libvirt_uri(&cli.connect).unwrap_or_default().into(),
+            vm: vm(memory),
+            security,
+        },
         Kind::Container => {
             Backend::Container(ContainerOptions { memory, cpus: cli.cpus, pids: cli.pids, userns: cli.userns, seccomp })
         }
@@ -338,13 +351,17 @@ fn mount_plan(cli: &Cli, caller: &Caller, home: &str) -> Result<MountPlan, Error
 enum Kind {
     Qemu,
     Container,
+    Libvirt,
 }
 
 fn backend_kind(uri: &str) -> Result<Kind, Error> {
     match uri {
-        "qemu:///session" | "qemu:///system" => Ok(Kind::Qemu),
+        "qemu:///session" => Ok(Kind::Qemu),
         "lxc:///" | "lxc://" | "lxc:" => Ok(Kind::Container),
-        u if u.starts_with("libvirt+") => Err(Error::UnsupportedUri { uri: u.into() }),
+        u if crate::libvirt::uri::libvirt_uri(u).is_some() => match cfg!(feature = "libvirt") {
+            true => Ok(Kind::Libvirt),
+            false => Err(Error::UnsupportedUri { uri: u.into() }),
+        },
         u => Err(Error::UnknownUri { uri: u.into() }),
     }
 }

@@ -13,9 +13,19 @@ pub enum Error {
     #[error("unknown connect URI {uri:?}: use qemu:///session or lxc:///")]
     UnknownUri { uri: String },
 
-    /// `-c` names a libvirt driver, which is not there yet.
-    #[error("connect URI {uri:?} is not supported by this build yet; use qemu:///session or lxc:///")]
+    /// `-c` names a libvirt driver, and this build has no libvirt backend.
+    #[error(
+        "connect URI {uri:?} needs the libvirt backend, which is not supported by this build: build it with \
+         `cargo build --release --features libvirt` where libvirt is installed (Debian: libvirt-dev), or use \
+         qemu:///session or lxc:///"
+    )]
     UnsupportedUri { uri: String },
+
+    #[error("invalid -s/--security {value:?}: {why}")]
+    Security { value: String, why: String },
+
+    #[error("{option} applies to libvirt domains only (-c libvirt+URI)")]
+    LibvirtOnly { option: &'static str },
 
     #[error("invalid --name {name:?}: use 1-64 letters, digits, '-', '_' or '.'")]
     Name { name: String },

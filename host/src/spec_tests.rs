@@ -118,7 +118,6 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["--memory", "99999999999T", "--", "true"], "too large"),
         (&["--memory", "17G", "--", "true"], "more than this host's memory (16384M)"),
         (&["-n", "bad name", "--", "true"], "--name"),
-        (&["-c", "libvirt+qemu:///system", "--", "true"], "not supported"),
         (&["--pids", "10", "--", "true"], "containers only"),
         (&["-c", "lxc:///", "--pids", "0", "--", "true"], "--pids"),
         (&["--security-opt", "seccomp=unconfined", "--", "true"], "containers only"),
@@ -127,10 +126,31 @@ fn bad_values_are_refused_with_the_option_named() {
         (&["-c", "lxc:///", "--transport", "vsock", "--", "true"], "--transport applies to VMs only"),
         (&["-c", "lxc:///", "--transport", "virtio-serial", "--", "true"], "--transport applies to VMs only"),
         (&["-c", "vmware://x", "--", "true"], "unknown connect URI"),
+        (&["-s", "dynamic", "--", "true"], "libvirt domains only"),
+        (&["-c", "lxc:///", "-s", "static,label=a:b:c:d", "--", "true"], "libvirt domains only"),
+        (&["-s", "static", "--", "true"], "label=USER:ROLE:TYPE:LEVEL"),
         (&["--", ""], "no command"),
     ] {
         let err = refused(args);
         assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn libvirt_uris_go_to_libvirt_or_say_how_to_get_it() {
+    for uri in ["libvirt+qemu:///system", "qemu:///system", "qemu+unix:///system?socket=/x"] {
+        let expected = crate::libvirt::uri::libvirt_uri(uri).unwrap();
+        let result = spec(&["-c", uri, "--", "true"]);
+        if cfg!(feature = "libvirt") {
+            let s = result.unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert!(matches!(&s.backend, Backend::Libvirt { uri, .. } if uri == expected), "{uri}");
+        } else {
+            let e = result.err().unwrap_or_else(|| panic!("{uri}: accepted by a build without libvirt"));
+            assert!(e.to_string().contains("--features libvirt"), "{e}");
+        }
+    }
+    if cfg!(feature = "libvirt") {
+        assert!(refused(&["-c", "libvirt+qemu:///system", "--pids", "3", "--", "true"]).contains("containers only"));
     }
 }
 

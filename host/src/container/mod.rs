@@ -142,7 +142,7 @@ impl Prepared for Launch {
         }
         Ok(Launched {
             control: ours.into(),
-            watch: (pid, "the container's init"),
+            watch: crate::backend::Watch::Process(pid, "the container's init"),
             limits,
             run_spec,
             sandbox: Box::new(running),

@@ -42,7 +42,8 @@ impl backend::Backend for Qemu {
         // Why a helper is missing is the device plan's reason to choose another device.
         let (no_virtiofsd, no_vsock) =
             (virtiofsd.as_ref().err().map(ToString::to_string), vsock.as_ref().err().map(ToString::to_string));
-        let unavailable = vm::Unavailable { virtiofsd: no_virtiofsd.as_deref(), vsock: no_vsock.as_deref() };
+        let unavailable =
+            vm::Unavailable { virtiofsd: no_virtiofsd.as_deref(), vsock: no_vsock.as_deref(), ..Default::default() };
         let vm = vm::prepare(spec, opts, unavailable, cx)?;
         if spec.verbose {
             (cx.notice)(&format!("cpu model: {}", cmdline::cpu_model(vm.accel)));
@@ -216,7 +217,7 @@ impl Prepared for Launch {
         };
         Ok(Launched {
             control,
-            watch: (qemu_pid, "QEMU"),
+            watch: backend::Watch::Process(qemu_pid, "QEMU"),
             limits,
             run_spec,
             // Over vsock the sockets' directory must outlive the launch: the helper binds

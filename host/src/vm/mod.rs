@@ -74,6 +74,12 @@ pub struct Unavailable<'a> {
     pub virtiofsd: Option<&'a str>,
     /// A vsock device for the control channel.
     pub vsock: Option<&'a str>,
+    /// The microvm machine (libvirt has no such machine type): q35 and virtio-pci.
+    pub no_microvm: bool,
+}
+
+fn present(has: &dyn Fn(&str) -> Availability, module: &str) -> bool {
+    !matches!(has(module), Availability::Missing)
 }
 
 /// Chooses the kernel, accelerator and devices, and builds the initrd and boot image.
@@ -105,6 +111,14 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
         ));
     }
     let mut devices = plan::plan(&has, opts.fs, unavailable.virtiofsd, opts.transport, unavailable.vsock)?;
+    if unavailable.no_microvm && devices.machine == plan::Machine::Microvm {
+        if !present(&has, "virtio_pci") {
+            return Err(Error::NoVirtioTransport);
+        }
+        devices.machine = plan::Machine::Q35;
+        devices.modules.retain(|m| *m != "virtio_mmio");
+        devices.modules.insert(0, "virtio_pci");
+    }
     if spec.network.is_some() {
         devices.add_nic(&has)?;
     }
