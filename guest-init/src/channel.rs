@@ -1,6 +1,7 @@
 //! The control channel to the host: in a VM a virtio-serial port or a vsock stream, as
 //! the kernel command line says (`protocol::Transport`); in a container an inherited
-//! socket (fd named by `VIRT_SANDBOX_CONTROL_FD`).
+//! socket (fd named by `VIRT_SANDBOX_CONTROL_FD`), or in a libvirt LXC domain, which
+//! cannot pass an fd, a unix socket it connects to (`VIRT_SANDBOX_CONTROL_SOCKET`).
 
 use crate::error::Failure;
 use protocol::{FrameError, GuestMsg, HostMsg, Transport, CONTROL_PORT_NAME, VSOCK_HOST_CID};
@@ -25,6 +26,7 @@ impl Channel {
     pub fn open() -> Result<Self, Failure> {
         let file = match std::env::var("VIRT_SANDBOX_CONTROL_FD") {
             Ok(fd) => inherited(&fd)?,
+            Err(_) if std::env::var_os(SOCKET_VAR).is_some() => connected()?,
             Err(_) => match transport()? {
                 Transport::VirtioSerial => virtio_port()?,
                 Transport::Vsock { port } => vsock(port)?,
@@ -106,6 +108,18 @@ impl Channel {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Where a libvirt LXC domain's init finds the launcher.
+pub const SOCKET_VAR: &str = "VIRT_SANDBOX_CONTROL_SOCKET";
+
+fn connected() -> Result<File, Failure> {
+    let path = std::env::var_os(SOCKET_VAR).unwrap_or_default();
+    let stream = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|e| Failure::new("channel", format!("connecting {}: {e}", path.to_string_lossy())))?;
+    std::env::remove_var(SOCKET_VAR);
+    // std's sockets are close-on-exec: the command does not get it.
+    Ok(File::from(OwnedFd::from(stream)))
 }
 
 fn inherited(fd: &str) -> Result<File, Failure> {

@@ -38,7 +38,8 @@ fn main() {
     // A command that closes its stdin early must not take init down with it.
     // SAFETY: installing SIG_IGN for SIGPIPE; the child restores the default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let sandbox = if std::env::var_os("VIRT_SANDBOX_CONTROL_FD").is_some() {
+    let container = ["VIRT_SANDBOX_CONTROL_FD", channel::SOCKET_VAR].iter().any(|v| std::env::var_os(v).is_some());
+    let sandbox = if container {
         // The host's kernel log is not ours to write to.
         kmsg::silence();
         Sandbox::Container

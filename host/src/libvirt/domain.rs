@@ -116,6 +116,48 @@ pub fn qemu_xml(d: &QemuDomain) -> String {
     x
 }
 
+/// Everything an LXC domain is made of: our init as its init, the host's root read-only
+/// (init builds the sandbox's root from it, as in a native container), and the run's
+/// directory, where init finds the launcher's socket.
+pub struct LxcDomain<'a> {
+    pub name: &'a str,
+    /// Bytes: the domain's memory limit.
+    pub memory: u64,
+    pub init: &'a Path,
+    /// The launcher's socket (in `rundir`), named to init in its environment.
+    pub control: &'a Path,
+    pub rundir: &'a Path,
+    pub security: Option<(&'a str, Security)>,
+}
+
+pub fn lxc_xml(d: &LxcDomain) -> String {
+    let mut x = String::from("<domain type='lxc'>\n");
+    let _ = writeln!(x, "  <name>{}</name>", escape(d.name));
+    let _ = writeln!(x, "  <memory unit='KiB'>{}</memory>", d.memory / 1024);
+    x.push_str("  <os>\n    <type>exe</type>\n");
+    let _ = writeln!(x, "    <init>{}</init>", path(d.init));
+    let _ = writeln!(x, "    <initenv name='VIRT_SANDBOX_CONTROL_SOCKET'>{}</initenv>", path(d.control));
+    x.push_str("  </os>\n");
+    // A network namespace of its own with only lo, as the native backends give.
+    x.push_str("  <features>\n    <privnet/>\n  </features>\n");
+    for event in ["on_poweroff", "on_reboot", "on_crash"] {
+        let _ = writeln!(x, "  <{event}>destroy</{event}>");
+    }
+    x.push_str("  <devices>\n");
+    x.push_str("    <filesystem type='mount'>\n      <source dir='/'/>\n      <target dir='/'/>\n      <readonly/>\n    </filesystem>\n");
+    let _ = writeln!(
+        x,
+        "    <filesystem type='mount'>\n      <source dir='{0}'/>\n      <target dir='{0}'/>\n    </filesystem>",
+        path(d.rundir)
+    );
+    x.push_str("    <console type='pty'/>\n  </devices>\n");
+    if let Some((model, security)) = &d.security {
+        x.push_str(&model_label(model, security));
+    }
+    x.push_str("</domain>\n");
+    x
+}
+
 /// QEMU runs as the caller (DAC, our files left as they are), and under the label asked for.
 fn seclabels(run_as: (u32, u32), security: Option<&(&str, Security)>) -> String {
     let (uid, gid) = run_as;
@@ -123,17 +165,20 @@ fn seclabels(run_as: (u32, u32), security: Option<&(&str, Security)>) -> String 
         "  <seclabel type='static' model='dac' relabel='no'>\n    <label>+{uid}:+{gid}</label>\n  </seclabel>\n"
     );
     if let Some((model, security)) = security {
-        let _ = match security {
-            Security::Dynamic => writeln!(x, "  <seclabel type='dynamic' model='{model}' relabel='yes'/>"),
-            Security::Static { label } => writeln!(
-                x,
-                "  <seclabel type='static' model='{model}' relabel='yes'>\n    <label>{}</label>\n  </seclabel>",
-                escape(label)
-            ),
-            Security::Inherit => unreachable!("inherit is resolved to the launcher's label first"),
-        };
+        x.push_str(&model_label(model, security));
     }
     x
+}
+
+fn model_label(model: &str, security: &Security) -> String {
+    match security {
+        Security::Dynamic => format!("  <seclabel type='dynamic' model='{model}' relabel='yes'/>\n"),
+        Security::Static { label } => format!(
+            "  <seclabel type='static' model='{model}' relabel='yes'>\n    <label>{}</label>\n  </seclabel>\n",
+            escape(label)
+        ),
+        Security::Inherit => unreachable!("inherit is resolved to the launcher's label first"),
+    }
 }
 
 /// The security models in a host's capabilities XML (`<secmodel><model>NAME</model>`).
@@ -146,6 +191,25 @@ pub fn security_models(caps: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_lxc_domain_runs_our_init_on_the_read_only_host_root_and_shares_the_run_dir() {
+        let x = lxc_xml(&LxcDomain {
+            name: "n",
+            memory: 64 << 20,
+            init: Path::new("/usr/lib/virt-sandbox/virt-sandbox-init"),
+            control: Path::new("/run/r/ctl.sock"),
+            rundir: Path::new("/run/r"),
+            security: Some(("apparmor", Security::Static { label: "prof".into() })),
+        });
+        assert!(x.starts_with("<domain type='lxc'>"), "{x}");
+        assert!(x.contains("<type>exe</type>\n    <init>/usr/lib/virt-sandbox/virt-sandbox-init</init>"));
+        assert!(x.contains("<initenv name='VIRT_SANDBOX_CONTROL_SOCKET'>/run/r/ctl.sock</initenv>"));
+        assert!(x.contains("<source dir='/'/>\n      <target dir='/'/>\n      <readonly/>"));
+        assert!(x.contains("<source dir='/run/r'/>\n      <target dir='/run/r'/>\n    </filesystem>"));
+        assert!(x.contains("<privnet/>") && x.contains("<on_crash>destroy</on_crash>"));
+        assert!(x.contains("<seclabel type='static' model='apparmor' relabel='yes'>\n    <label>prof</label>"));
+    }
+
     #[test]
     fn security_models_are_read_from_the_capabilities() {
         let caps = "<host><secmodel>\n<model>none</model>\n<doi>0</doi></secmodel>\n\

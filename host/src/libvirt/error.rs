@@ -11,8 +11,13 @@ pub enum Error {
     #[error("cannot connect to libvirt at {uri:?} (is libvirtd running? scripts/libvirtd.sh starts one)")]
     Connect { uri: String, source: virt::error::Error },
 
-    #[error("libvirt at {uri:?} runs the {driver:?} driver; this backend runs QEMU domains (qemu://) so far")]
+    #[error(
+        "libvirt at {uri:?} runs the {driver:?} driver; this backend runs QEMU (qemu://) and LXC (lxc://) domains"
+    )]
     Driver { uri: String, driver: String },
+
+    #[error("--transport applies to VMs only; an LXC domain's channel is a unix socket")]
+    LxcTransport,
 
     #[error("--transport vsock: the libvirt backend carries the control channel over virtio-serial")]
     Vsock,

@@ -13,6 +13,8 @@ pub mod uri;
 mod domain;
 #[cfg(feature = "libvirt")]
 mod error;
+#[cfg(feature = "libvirt")]
+mod lxc;
 
 #[cfg(feature = "libvirt")]
 pub use error::Error;
@@ -20,7 +22,7 @@ pub use error::Error;
 pub use imp::Libvirt;
 
 #[cfg(feature = "libvirt")]
-mod imp {
+pub(crate) mod imp {
     use super::domain::{self, QemuDomain, Security};
     use super::{uri, Error};
     use crate::backend::{self, Context, Failure, Launched, Prepared, Running, Watch};
@@ -51,8 +53,11 @@ mod imp {
             // libvirt's default handler prints every error on stderr, which is the command's.
             virt::error::clear_error_callback();
             let driver = uri::driver(uri);
-            if driver != "qemu" {
+            if !matches!(driver, "qemu" | "lxc") {
                 return Err(Error::Driver { uri: uri.clone(), driver: driver.into() }.into());
+            }
+            if opts.transport != crate::cli::Transport::Auto && driver == "lxc" {
+                return Err(Error::LxcTransport.into());
             }
             if opts.transport == crate::cli::Transport::Vsock {
                 return Err(Error::Vsock.into());
@@ -61,7 +66,8 @@ mod imp {
             cx.timeline.mark("libvirt connected");
             if spec.verbose {
                 let at = conn.uri().unwrap_or_else(|_| uri.clone());
-                (cx.notice)(&format!("backend: libvirt, QEMU domain {:?} at {at}", spec.name));
+                let kind = if driver == "lxc" { "LXC" } else { "QEMU" };
+                (cx.notice)(&format!("backend: libvirt, {kind} domain {:?} at {at}", spec.name));
             }
             if conn.lookup_domain_by_name(&spec.name).is_ok() {
                 return Err(Error::NameTaken { name: spec.name.clone(), uri: uri.clone() }.into());
@@ -70,6 +76,9 @@ mod imp {
                 Some(s) => Some(seclabel(&conn, s)?),
                 None => None,
             };
+            if driver == "lxc" {
+                return super::lxc::prepare(spec, opts.memory, conn, security, cx);
+            }
             let vm = plan(spec, opts, cx)?;
             Ok(Box::new(Launch {
                 conn,
@@ -151,8 +160,14 @@ mod imp {
                     staged
                 })
             });
-            let mut running =
-                RunningDomain { dom: Some(dom.clone()), conn: Some(conn), console, publishing, _temp: temp };
+            let mut running = RunningDomain {
+                dom: Some(dom.clone()),
+                conn: Some(conn),
+                console: Some(console),
+                publishing,
+                channel: None,
+                _temp: temp,
+            };
             let stream = match accept(&listener, &dom) {
                 Ok(s) => s,
                 Err(e) => {
@@ -184,7 +199,7 @@ mod imp {
 
     /// The host's sVirt model and the label `-s` asks for there; refused where the
     /// host has none, rather than ignored.
-    fn seclabel(conn: &Connect, asked: &Security) -> Result<(String, Security), Error> {
+    pub(super) fn seclabel(conn: &Connect, asked: &Security) -> Result<(String, Security), Error> {
         let caps = conn.capabilities().map_err(Error::Capabilities)?;
         let models = domain::security_models(&caps);
         let Some(model) = models.iter().find(|m| matches!(m.as_str(), "selinux" | "apparmor")) else {
@@ -203,7 +218,7 @@ mod imp {
     }
 
     /// Blocks until the domain is no longer running.
-    fn watch(dom: &Domain) -> String {
+    pub(super) fn watch(dom: &Domain) -> String {
         while let Ok(true) = dom.is_active() {
             std::thread::sleep(POLL);
         }
@@ -211,7 +226,7 @@ mod imp {
     }
 
     /// Waits for QEMU to connect the control socket; fails if the domain stops first.
-    fn accept(listener: &UnixListener, dom: &Domain) -> Result<UnixStream, Error> {
+    pub(super) fn accept(listener: &UnixListener, dom: &Domain) -> Result<UnixStream, Error> {
         listener.set_nonblocking(true).map_err(Error::Accept)?;
         let start = Instant::now();
         let mut asked = Instant::now();
@@ -237,19 +252,26 @@ mod imp {
         }
     }
 
-    struct RunningDomain {
-        dom: Option<Domain>,
-        conn: Option<Connect>,
-        console: std::fs::File,
-        publishing: Option<std::thread::JoinHandle<Vec<virt_sandbox_initrd::Staged>>>,
-        _temp: crate::layout::TempDirs,
+    pub(super) struct RunningDomain {
+        pub dom: Option<Domain>,
+        pub conn: Option<Connect>,
+        /// The guest console, for a failure's report (None: the domain has none).
+        pub console: Option<std::fs::File>,
+        pub publishing: Option<std::thread::JoinHandle<Vec<virt_sandbox_initrd::Staged>>>,
+        /// LXC: our end of init's channel. Closing it lets init exit, which ends the
+        /// domain at once; libvirt's destroy would wait ~1.8 s for a PID 1 that ignores
+        /// SIGTERM before it kills it.
+        pub channel: Option<UnixStream>,
+        pub _temp: crate::layout::TempDirs,
     }
 
     impl RunningDomain {
-        fn console_tail(&mut self) -> String {
+        pub fn console_tail(&mut self) -> String {
             let mut text = String::new();
-            let _ = self.console.rewind();
-            let _ = (&self.console).take(4 << 20).read_to_string(&mut text);
+            if let Some(mut console) = self.console.as_ref() {
+                let _ = console.rewind();
+                let _ = console.take(4 << 20).read_to_string(&mut text);
+            }
             last_lines(&text, CONSOLE_LINES)
         }
     }
@@ -259,6 +281,13 @@ mod imp {
         /// connection, which would destroy it too (autodestroy).
         fn teardown(&mut self) {
             if let Some(dom) = self.dom.take() {
+                if let Some(channel) = self.channel.take() {
+                    let _ = channel.shutdown(std::net::Shutdown::Both);
+                    let until = Instant::now() + Duration::from_millis(500);
+                    while matches!(dom.is_active(), Ok(true)) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
                 let _ = dom.destroy();
             }
             self.conn.take();
