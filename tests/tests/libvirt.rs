@@ -221,3 +221,20 @@ fn a_security_label_is_refused_on_a_host_without_selinux_or_apparmor(d: Driver) 
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("no SELinux or AppArmor"), "{r:?}");
 }
+
+/// A URI the native backends cannot serve goes to libvirt unprefixed: here libvirtd's
+/// socket named in the URI, the transport a second daemon would be reached through.
+#[test]
+fn a_unix_socket_uri_goes_to_libvirt_and_a_remote_host_is_refused_before_connecting() {
+    let mut c = Command::new(bin());
+    c.args(["-v", "-c", "lxc+unix:///?socket=/run/libvirt/libvirt-sock", "-n", "vs-lv-socket", "--", "echo", "ok"]);
+    let r = output(c.stdin(Stdio::null()));
+    assert_eq!((r.code, r.stdout_str().as_str()), (0, "ok\n"), "{r:?}");
+    assert!(r.stderr.contains("backend: libvirt, LXC domain \"vs-lv-socket\""), "{r:?}");
+    assert_gone(Driver::Lxc, "vs-lv-socket");
+
+    let mut c = Command::new(bin());
+    let r = output(c.args(["-c", "qemu+ssh://build.invalid/system", "--", "true"]).stdin(Stdio::null()));
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("\"build.invalid\" is another machine"), "{r:?}");
+}

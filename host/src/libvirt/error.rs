@@ -16,6 +16,13 @@ pub enum Error {
     )]
     Driver { uri: String, driver: String },
 
+    #[error(
+        "libvirt host {host:?} is another machine: the sandbox's control socket and its files (kernel, initrd, \
+         init, shared directories) are on this one, and carrying them there is not supported yet; use a libvirt \
+         URI of this machine"
+    )]
+    Remote { host: String },
+
     #[error("--transport applies to VMs only; an LXC domain's channel is a unix socket")]
     LxcTransport,
 

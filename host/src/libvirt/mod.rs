@@ -62,6 +62,9 @@ pub(crate) mod imp {
             if opts.transport == crate::cli::Transport::Vsock {
                 return Err(Error::Vsock.into());
             }
+            if let Some(host) = uri::remote_host(uri) {
+                return Err(Error::Remote { host: host.into() }.into());
+            }
             let conn = Connect::open(Some(uri)).map_err(|source| Error::Connect { uri: uri.clone(), source })?;
             cx.timeline.mark("libvirt connected");
             if spec.verbose {

@@ -28,6 +28,19 @@ pub fn driver(uri: &str) -> &str {
     uri.split(':').next().unwrap_or_default().split('+').next().unwrap_or_default()
 }
 
+/// The host a libvirt URI names when it is another machine (not this one's loopback).
+#[cfg(any(feature = "libvirt", test))]
+pub fn remote_host(uri: &str) -> Option<&str> {
+    let rest = uri.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    (!matches!(host, "" | "localhost" | "127.0.0.1" | "::1")).then_some(host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +68,15 @@ mod tests {
     fn native_uris_stay_native() {
         for uri in ["qemu:///session", "lxc:///", "lxc://", "lxc:", "xen:///system", "nonsense"] {
             assert_eq!(libvirt_uri(uri), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn a_remote_host_is_one_that_is_not_this_machine() {
+        assert_eq!(remote_host("qemu+ssh://root@build1:2222/system"), Some("build1"));
+        assert_eq!(remote_host("qemu+tcp://[fd00::1]/system"), Some("fd00::1"));
+        for local in ["qemu:///system", "qemu+unix:///system?socket=/run/x", "qemu+ssh://localhost/system", "lxc:///"] {
+            assert_eq!(remote_host(local), None, "{local}");
         }
     }
 
