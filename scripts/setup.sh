@@ -94,4 +94,6 @@ if pkg-config --exists libvirt 2>/dev/null; then
 fi
 if [ $for_tests = 1 ]; then
     as_root scripts/libvirtd.sh
+    # A second one, the tests' stand-in for another libvirt host (tests/tests/libvirt.rs).
+    as_root scripts/libvirtd.sh --second /run/virt-sandbox-libvirtd2
 fi

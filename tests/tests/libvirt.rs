@@ -222,16 +222,35 @@ fn a_security_label_is_refused_on_a_host_without_selinux_or_apparmor(d: Driver) 
     assert!(r.stderr.contains("no SELinux or AppArmor"), "{r:?}");
 }
 
-/// A URI the native backends cannot serve goes to libvirt unprefixed: here libvirtd's
-/// socket named in the URI, the transport a second daemon would be reached through.
+/// The second libvirtd that scripts/setup.sh --for-tests starts (scripts/libvirtd.sh
+/// --second), standing in for another libvirt host: reached through its own socket, by a
+/// URI the native backends cannot serve, so it goes to libvirt unprefixed.
+const SECOND: &str = "lxc+unix:///?socket=/run/virt-sandbox-libvirtd2/libvirt-sock";
+
+fn listed_at(uri: &str, name: &str) -> bool {
+    let out = Command::new("virsh").args(["-c", uri, "list", "--all", "--name"]).output().unwrap();
+    assert!(out.status.success(), "virsh -c {uri}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
+}
+
 #[test]
-fn a_unix_socket_uri_goes_to_libvirt_and_a_remote_host_is_refused_before_connecting() {
+fn a_second_libvirtd_runs_the_domain_and_a_remote_host_is_refused_before_connecting() {
+    let name = "vs-lv-second";
     let mut c = Command::new(bin());
-    c.args(["-v", "-c", "lxc+unix:///?socket=/run/libvirt/libvirt-sock", "-n", "vs-lv-socket", "--", "echo", "ok"]);
-    let r = output(c.stdin(Stdio::null()));
-    assert_eq!((r.code, r.stdout_str().as_str()), (0, "ok\n"), "{r:?}");
-    assert!(r.stderr.contains("backend: libvirt, LXC domain \"vs-lv-socket\""), "{r:?}");
-    assert_gone(Driver::Lxc, "vs-lv-socket");
+    c.args(["-v", "-c", SECOND, "-n", name, "--", "sh", "-c", "echo up; sleep 600"]);
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "up\n");
+    assert!(listed_at(SECOND, name) && !listed_at("lxc:///", name));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("LXC domain \"{name}\" at {SECOND}")));
+    assert!(wait_until(Duration::from_secs(10), || !listed_at(SECOND, name)), "{name} is left at {SECOND}");
+
+    let mut c = Command::new(bin());
+    let r = output(c.args(["-c", SECOND, "--", "sh", "-c", "exit 3"]).stdin(Stdio::null()));
+    assert_eq!(r.code, 3, "{r:?}");
 
     let mut c = Command::new(bin());
     let r = output(c.args(["-c", "qemu+ssh://build.invalid/system", "--", "true"]).stdin(Stdio::null()));
