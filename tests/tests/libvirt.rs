@@ -59,6 +59,7 @@ on_both!(
     a_name_in_use_is_refused_and_unnamed_runs_do_not_collide,
     a_sigkilled_launcher_takes_its_domain_with_it,
     a_security_label_is_refused_on_a_host_without_selinux_or_apparmor,
+    a_network_is_refused_and_no_domain_is_made,
 );
 
 /// `$VIRT_SANDBOX_LIBVIRT_BIN`, else the build with the libvirt feature.
@@ -220,6 +221,15 @@ fn a_security_label_is_refused_on_a_host_without_selinux_or_apparmor(d: Driver) 
     let r = run(d, "seclabel", &["-s", "dynamic", "--", "true"]);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("no SELinux or AppArmor"), "{r:?}");
+}
+
+/// -N is the native backends' for now: refused before any domain is defined, rather than
+/// a domain whose init waits for an interface that libvirt never gave it.
+fn a_network_is_refused_and_no_domain_is_made(d: Driver) {
+    // run() checks that no domain of the run's name is left.
+    let r = run(d, "network", &["-N", "user", "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("-N: the libvirt backend gives a domain lo only"), "{r:?}");
 }
 
 /// The second libvirtd that scripts/setup.sh --for-tests starts (scripts/libvirtd.sh

@@ -29,6 +29,9 @@ pub enum Error {
     #[error("--transport vsock: the libvirt backend carries the control channel over virtio-serial")]
     Vsock,
 
+    #[error("-N: the libvirt backend gives a domain lo only for now; -N works with qemu:///session and lxc:///")]
+    Network,
+
     #[error("a domain named {name:?} already exists at {uri:?}; choose another -n")]
     NameTaken { name: String, uri: String },
 

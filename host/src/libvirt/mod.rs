@@ -62,6 +62,9 @@ pub(crate) mod imp {
             if opts.transport == crate::cli::Transport::Vsock {
                 return Err(Error::Vsock.into());
             }
+            if spec.network.is_some() {
+                return Err(Error::Network.into());
+            }
             if let Some(host) = uri::remote_host(uri) {
                 return Err(Error::Remote { host: host.into() }.into());
             }
