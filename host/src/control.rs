@@ -49,3 +49,16 @@ impl From<File> for Control {
         Control::Connected(f)
     }
 }
+
+/// One look for a connection on `listener`, which the caller made non-blocking: the
+/// stream, blocking again, or `None` while nobody has connected.
+pub fn try_accept(listener: &std::os::unix::net::UnixListener) -> std::io::Result<Option<UnixStream>> {
+    match listener.accept() {
+        Ok((s, _)) => {
+            s.set_nonblocking(false)?;
+            Ok(Some(s))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -74,6 +74,21 @@ pub struct Limits {
     pub signal_grace: Duration,
 }
 
+impl Limits {
+    /// A VM's: its stdin relayed, and the run spec only after Hello (a serial port does
+    /// not keep what is written before the guest opens it).
+    pub fn for_vm(boot_timeout: Duration, timeout: Option<Duration>, include_files: Vec<(PathBuf, u64)>) -> Limits {
+        Limits {
+            boot_timeout,
+            timeout,
+            relay_stdin: true,
+            send_before_hello: false,
+            signal_grace: SIGNAL_GRACE,
+            include_files,
+        }
+    }
+}
+
 /// The largest run spec sent before init's Hello (see [`Limits::send_before_hello`]):
 /// well under the smallest socket buffer Linux gives a socketpair by default (~200 KiB).
 const SEND_AHEAD_MAX: usize = 32 << 10;

@@ -335,3 +335,15 @@ pub fn run_with_readers(mut cmd: Command, stdout: Reader, stderr: Reader) -> Run
         elapsed: start.elapsed(),
     }
 }
+
+/// The uid and gid of `vs-rootless`, a system user that exists only for the rootless
+/// tests (made here when missing).
+pub fn rootless_user() -> (u32, u32) {
+    let name = "vs-rootless";
+    let _ = Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/bin/sh", name]).status();
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").args([flag, name]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().expect("useradd failed")
+    };
+    (id("-u"), id("-g"))
+}

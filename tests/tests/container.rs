@@ -167,24 +167,11 @@ fn limits_leave_no_cgroup_behind() {
     assert!(found.stdout.is_empty(), "{}", String::from_utf8_lossy(&found.stdout));
 }
 
-/// A user that exists only for these tests.
-fn test_user() -> (u32, u32) {
-    let name = "vs-rootless";
-    let _ = std::process::Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
-        .status();
-    let id = |flag: &str| -> u32 {
-        let o = std::process::Command::new("id").args([flag, name]).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().parse().expect("useradd failed")
-    };
-    (id("-u"), id("-g"))
-}
-
 #[test]
 fn rootless_makes_a_missing_mount_point_under_the_hosts_root() {
     // The host's mounts are locked in a rootless container, so overlayfs refuses the
     // root as its lower layer and the guest falls back to a mirror of it.
-    let (uid, gid) = test_user();
+    let (uid, gid) = virt_sandbox_tests::rootless_user();
     let point = format!("/virt-sandbox-test-point-{}", std::process::id());
     let spec = format!("ram:{point}/a=1M");
     let script = format!(
@@ -201,7 +188,7 @@ fn rootless_makes_a_missing_mount_point_under_the_hosts_root() {
 
 #[test]
 fn rootless_basics_work_as_an_unprivileged_user() {
-    let (uid, gid) = test_user();
+    let (uid, gid) = virt_sandbox_tests::rootless_user();
     let cache = Scratch::new("rootless-cache");
     std::fs::set_permissions(cache.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let run =

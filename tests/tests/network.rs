@@ -175,24 +175,11 @@ fn container_resolv_conf_behind_a_symlink_into_run() {
     assert!(std::fs::symlink_metadata(etc.path().join("resolv.conf")).unwrap().file_type().is_symlink());
 }
 
-/// A user that exists only for these tests (as in container.rs).
-fn test_user() -> (u32, u32) {
-    let name = "vs-rootless";
-    let _ = std::process::Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
-        .status();
-    let id = |flag: &str| -> u32 {
-        let o = std::process::Command::new("id").args([flag, name]).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().parse().expect("useradd failed")
-    };
-    (id("-u"), id("-g"))
-}
-
 /// Rootless, the helper joins the container's user namespace as well.
 #[test]
 fn rootless_container_reaches_the_hosts_loopback() {
     use std::os::unix::process::CommandExt;
-    let (uid, gid) = test_user();
+    let (uid, gid) = virt_sandbox_tests::rootless_user();
     let server = Server::new();
     let mut cmd = Backend::Container.command(["-N", "user", "--", "bash", "-c", &script(server.port())]);
     let r = output(cmd.uid(uid).gid(gid).current_dir("/"));

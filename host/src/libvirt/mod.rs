@@ -29,7 +29,7 @@ pub(crate) mod imp {
     use crate::control::Control;
     use crate::exit::Outcome;
     use crate::runtime_dir::RuntimeDir;
-    use crate::session::{self, Limits};
+    use crate::session::Limits;
     use crate::spec::{Spec, VmOptions};
     use crate::vm::{self, VmPlan};
     use std::io::{Read, Seek};
@@ -185,14 +185,7 @@ pub(crate) mod imp {
             drop(listener);
             rundir.remove();
             cx.timeline.mark("domain connected");
-            let limits = Limits {
-                boot_timeout,
-                timeout,
-                relay_stdin: true,
-                send_before_hello: false,
-                signal_grace: session::SIGNAL_GRACE,
-                include_files,
-            };
+            let limits = Limits::for_vm(boot_timeout, timeout, include_files);
             Ok(Launched {
                 control: Control::from(stream),
                 watch: Watch::Until(Box::new(move || watch(&dom))),
@@ -237,13 +230,8 @@ pub(crate) mod imp {
         let start = Instant::now();
         let mut asked = Instant::now();
         loop {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    s.set_nonblocking(false).map_err(Error::Accept)?;
-                    return Ok(s);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(Error::Accept(e)),
+            if let Some(s) = crate::control::try_accept(listener).map_err(Error::Accept)? {
+                return Ok(s);
             }
             if asked.elapsed() > POLL {
                 if !matches!(dom.is_active(), Ok(true)) {

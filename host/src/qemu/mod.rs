@@ -15,7 +15,7 @@ use crate::control::Control;
 use crate::exit::Outcome;
 use crate::proc;
 use crate::runtime_dir::RuntimeDir;
-use crate::session::{self, Limits};
+use crate::session::Limits;
 use crate::spec::Spec;
 use crate::vm::{self, plan, plan::Share, VmPlan};
 use cmdline::{ControlDevice, VmConfig};
@@ -207,14 +207,7 @@ impl Prepared for Launch {
             (None, None) => unreachable!("a listener is bound whenever there is no vsock host"),
         };
 
-        let limits = Limits {
-            boot_timeout,
-            timeout,
-            relay_stdin: true,
-            send_before_hello: false,
-            signal_grace: session::SIGNAL_GRACE,
-            include_files,
-        };
+        let limits = Limits::for_vm(boot_timeout, timeout, include_files);
         Ok(Launched {
             control,
             watch: backend::Watch::Process(qemu_pid, "QEMU"),
@@ -330,13 +323,8 @@ fn accept(listener: &UnixListener, helpers: &mut Helpers) -> Result<UnixStream, 
     listener.set_nonblocking(true).map_err(Error::Accept)?;
     let start = Instant::now();
     loop {
-        match listener.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).map_err(Error::Accept)?;
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(Error::Accept(e)),
+        if let Some(s) = crate::control::try_accept(listener).map_err(Error::Accept)? {
+            return Ok(s);
         }
         if let Some(q) = helpers.qemu.as_mut() {
             if let Ok(Some(status)) = q.try_wait() {
