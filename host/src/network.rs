@@ -280,7 +280,7 @@ pub enum Error {
     Invalid { value: String, why: String },
 
     /// `source=NAME` is a libvirt virtual network.
-    #[error("-N source={name}: libvirt networks need the libvirt backend, which is not there yet; use -N user")]
+    #[error("-N source={name}: libvirt networks are not supported (not even by the libvirt backend yet); use -N user")]
     LibvirtNetwork { name: String },
 
     #[error("-N {second}: one network interface per sandbox (-N given twice)")]
