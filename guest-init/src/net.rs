@@ -47,7 +47,7 @@ pub fn configure(cfg: &NetConfig, nic: bool) -> Result<(), Failure> {
     while nic && !has_had_link(name) && start.elapsed() < APPEAR_TIMEOUT {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mask = u32::MAX.checked_shl(32 - u32::from(cfg.prefix)).unwrap_or(0).to_be_bytes();
+    let mask = netmask(cfg.prefix);
     // The address first: setting it resets the netmask and broadcast to its class's.
     set_addr(&sock, name, libc::SIOCSIFADDR, cfg.address, "address")?;
     set_addr(&sock, name, libc::SIOCSIFNETMASK, mask, "netmask")?;
@@ -95,13 +95,26 @@ fn socket() -> Result<OwnedFd, Failure> {
         .map_err(|e| Failure::sys("network", "socket", e))
 }
 
-/// An ifreq naming `name` (at most IFNAMSIZ - 1 bytes: the host names ours).
+/// The netmask of a /`prefix` network.
+fn netmask(prefix: u8) -> [u8; 4] {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0).to_be_bytes()
+}
+
+/// An interface name as the kernel takes it: at most IFNAMSIZ - 1 bytes (the host names
+/// ours), NUL-terminated.
+fn if_name(name: &str) -> [libc::c_char; libc::IFNAMSIZ] {
+    let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (dst, src) in out.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    out
+}
+
+/// An ifreq naming `name`.
 fn ifreq(name: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
+    req.ifr_name = if_name(name);
     req
 }
 
@@ -209,11 +222,8 @@ struct RtEntry {
 
 /// A route to dst/prefix through `gateway` on `name` (SIOCADDRT).
 fn add_route(sock: &OwnedFd, name: &str, dst: [u8; 4], prefix: u8, gateway: [u8; 4]) -> Result<(), Failure> {
-    let mut dev = [0 as libc::c_char; libc::IFNAMSIZ];
-    for (d, s) in dev.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0).to_be_bytes();
+    let mut dev = if_name(name);
+    let mask = netmask(prefix);
     let route = RtEntry {
         rt_pad1: 0,
         rt_dst: sockaddr(dst),

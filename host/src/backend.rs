@@ -102,15 +102,11 @@ pub fn run(backend: &dyn Backend, spec: &Spec, cx: &mut Context) -> Outcome {
     };
     let Launched { control, watch, limits, run_spec, mut sandbox } = launched;
     let events = match watch {
-        Watch::Process(pid, name) => session::events(pid, name),
-        Watch::Until(wait) => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let gone = tx.clone();
-            std::thread::spawn(move || {
-                let _ = gone.send(session::Event::SandboxGone(wait()));
-            });
-            (tx, rx)
-        }
+        Watch::Process(pid, name) => session::events(move || {
+            let how = crate::proc::wait_exit_noreap(pid).unwrap_or_else(|| "ended".into());
+            format!("{name} {how}")
+        }),
+        Watch::Until(wait) => session::events(wait),
     };
     let outcome = session::run(control, run_spec, &limits, events, cx.timeline, &mut || sandbox.teardown());
     cx.timeline.mark("sandbox gone");

@@ -30,6 +30,25 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     unsafe { cmd.pre_exec(hook) }
 }
 
+/// Makes the child inherit `fds` (the launcher's are close-on-exec): their flag is
+/// cleared in the child only, between fork and exec. The caller keeps them open until
+/// the spawn has returned.
+pub fn inherit_fds(cmd: &mut Command, fds: Vec<std::os::fd::RawFd>) -> &mut Command {
+    let hook = move || -> io::Result<()> {
+        for &fd in &fds {
+            // SAFETY: fd is open in the parent until after spawn returns; F_SETFD only
+            // clears its close-on-exec flag, and fcntl is async-signal-safe.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only calls fcntl(2), async-signal-safe, and allocates nothing
+    // (the fd list was built before the fork).
+    unsafe { cmd.pre_exec(hook) }
+}
+
 /// Sends SIGKILL to `pid`, ignoring a process that is already gone.
 pub fn kill(pid: u32) {
     if let Some(pid) = Pid::from_raw(pid as i32) {

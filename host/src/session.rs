@@ -75,9 +75,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// A VM's: its stdin relayed, and the run spec only after Hello (a serial port does
-    /// not keep what is written before the guest opens it).
-    pub fn for_vm(boot_timeout: Duration, timeout: Option<Duration>, include_files: Vec<(PathBuf, u64)>) -> Limits {
+    /// Stdin relayed as frames, and the run spec only after Hello: a VM's serial port,
+    /// or a socket the guest connects to, does not promise to keep what is written
+    /// before the guest opens it.
+    pub fn relayed(boot_timeout: Duration, timeout: Option<Duration>, include_files: Vec<(PathBuf, u64)>) -> Limits {
         Limits {
             boot_timeout,
             timeout,
@@ -126,14 +127,13 @@ fn send_includes(writer: &Mutex<ControlStream>, files: &[(PathBuf, u64)]) -> Res
     Ok(())
 }
 
-/// The session's event channel, with [`Event::SandboxGone`] sent once the sandbox's
-/// process `pid` (`name`: QEMU, or the container's init) has exited.
-pub fn events(pid: u32, name: &'static str) -> (Sender<Event>, Receiver<Event>) {
+/// The session's event channel, with [`Event::SandboxGone`] sent once `until_gone`
+/// returns, saying in words how the sandbox ended.
+pub fn events(until_gone: impl FnOnce() -> String + Send + 'static) -> (Sender<Event>, Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let gone = tx.clone();
     std::thread::spawn(move || {
-        let how = crate::proc::wait_exit_noreap(pid).unwrap_or_else(|| "ended".into());
-        let _ = gone.send(Event::SandboxGone(format!("{name} {how}")));
+        let _ = gone.send(Event::SandboxGone(until_gone()));
     });
     (tx, rx)
 }

@@ -16,7 +16,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,20 +132,8 @@ pub fn start(helper: &Helper, net: &Network, pid: u32, own_userns: bool, debug: 
     proc::die_with_parent(&mut cmd);
     let inherited: Vec<RawFd> =
         [Some(netns.as_raw_fd()), userns.as_ref().map(AsRawFd::as_raw_fd)].into_iter().flatten().collect();
-    let hook = move || -> std::io::Result<()> {
-        for &fd in &inherited {
-            // SAFETY: fd is one of the namespace files, open in the parent until after
-            // spawn returns; F_SETFD only clears its close-on-exec flag so that the
-            // helper gets it, and fcntl is async-signal-safe.
-            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    // SAFETY: the hook only calls fcntl(2), async-signal-safe, and allocates nothing
-    // (the fd list was built before the fork).
-    unsafe { cmd.pre_exec(hook) };
+    // The namespace files stay open here until the spawn has returned.
+    proc::inherit_fds(&mut cmd, inherited);
     let mut child =
         cmd.spawn().map_err(|source| Error::Start { helper: helper.kind.name(), path: helper.path.clone(), source })?;
     let dev = format!("/proc/{pid}/net/dev");

@@ -11,7 +11,7 @@ use crate::backend::{Context, Failure, Launched, Prepared, Watch};
 use crate::container::Error as ContainerError;
 use crate::layout::TempDirs;
 use crate::runtime_dir::RuntimeDir;
-use crate::session::{self, Limits};
+use crate::session::Limits;
 use crate::spec::Spec;
 use protocol::RunSpec;
 use std::os::unix::net::UnixListener;
@@ -44,14 +44,7 @@ pub fn prepare(
     // No fd reaches the domain: stdio is relayed over the channel.
     let run_spec = spec.run_spec(mounts, spec.stdio_or(protocol::Stdio::Relay), sec, include_entries);
     cx.timeline.mark("init and seccomp programs ready");
-    let limits = Limits {
-        boot_timeout: START_TIMEOUT,
-        timeout: spec.timeout,
-        relay_stdin: true,
-        send_before_hello: false,
-        signal_grace: session::SIGNAL_GRACE,
-        include_files,
-    };
+    let limits = Limits::relayed(START_TIMEOUT, spec.timeout, include_files);
     Ok(Box::new(Launch {
         conn,
         name: spec.name.clone(),

@@ -156,16 +156,7 @@ pub(crate) mod imp {
             let dom = conn.create_domain_xml(&xml, virt::sys::VIR_DOMAIN_START_AUTODESTROY).map_err(Error::Create)?;
             cx.timeline.mark("domain created");
             let VmPlan { staged, run_spec, include_files, boot_timeout, temp, .. } = vm;
-            let publishing = (!staged.is_empty()).then(|| {
-                std::thread::spawn(move || {
-                    let mut staged = staged;
-                    for s in &mut staged {
-                        // A cache entry that cannot be stored costs the next launch a rebuild.
-                        let _ = s.publish();
-                    }
-                    staged
-                })
-            });
+            let publishing = vm::publish_in_background(staged);
             let mut running = RunningDomain {
                 dom: Some(dom.clone()),
                 conn: Some(conn),
@@ -185,7 +176,7 @@ pub(crate) mod imp {
             drop(listener);
             rundir.remove();
             cx.timeline.mark("domain connected");
-            let limits = Limits::for_vm(boot_timeout, timeout, include_files);
+            let limits = Limits::relayed(boot_timeout, timeout, include_files);
             Ok(Launched {
                 control: Control::from(stream),
                 watch: Watch::Until(Box::new(move || watch(&dom))),

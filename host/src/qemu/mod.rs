@@ -161,16 +161,7 @@ impl Prepared for Launch {
         let qemu_pid = qemu.id();
         helpers.qemu = Some(qemu);
         cx.timeline.mark("QEMU spawned");
-        if !staged.is_empty() {
-            let mut staged = staged;
-            helpers.publishing = Some(std::thread::spawn(move || {
-                for s in &mut staged {
-                    // A cache entry that cannot be stored costs the next launch a rebuild.
-                    let _ = s.publish();
-                }
-                staged
-            }));
-        }
+        helpers.publishing = crate::vm::publish_in_background(staged);
         // While QEMU loads: its connections to these sockets wait for them in the backlog.
         if !daemons.is_empty() {
             for d in daemons {
@@ -207,7 +198,7 @@ impl Prepared for Launch {
             (None, None) => unreachable!("a listener is bound whenever there is no vsock host"),
         };
 
-        let limits = Limits::for_vm(boot_timeout, timeout, include_files);
+        let limits = Limits::relayed(boot_timeout, timeout, include_files);
         Ok(Launched {
             control,
             watch: backend::Watch::Process(qemu_pid, "QEMU"),

@@ -5,7 +5,6 @@ use super::error::{Error, Said};
 use crate::proc;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,14 +60,8 @@ pub fn prepare(bin: &Path, socket: &Path, dir: &Path, readonly: bool, overlay_lo
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     proc::die_with_parent(&mut cmd);
-    // SAFETY: fcntl is async-signal-safe; it clears close-on-exec on the listening
-    // socket in the child only, which is how virtiofsd inherits it.
-    unsafe {
-        cmd.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        });
-    }
+    // The listening socket: how virtiofsd is handed it.
+    proc::inherit_fds(&mut cmd, vec![fd]);
     Ok(Prepared { cmd, listener })
 }
 

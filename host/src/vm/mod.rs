@@ -196,3 +196,19 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
         temp,
     })
 }
+
+/// Stores what this launch added to the cache, from a thread of its own while the VM
+/// boots from the entries' temporary names; the thread returns the entries, whose
+/// temporary names go when they are dropped (once the VM is gone). None: nothing new.
+pub fn publish_in_background(staged: Vec<Staged>) -> Option<std::thread::JoinHandle<Vec<Staged>>> {
+    (!staged.is_empty()).then(|| {
+        std::thread::spawn(move || {
+            let mut staged = staged;
+            for s in &mut staged {
+                // A cache entry that cannot be stored costs the next launch a rebuild.
+                let _ = s.publish();
+            }
+            staged
+        })
+    })
+}
