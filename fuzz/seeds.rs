@@ -36,6 +36,7 @@ fn main() {
         overlay: false,
         includes: vec![IncludeEntry { path: "/tmp/x".into(), mode: 0o644, kind: IncludeKind::File { size: 3 } }],
         network: None,
+        fresh: Some(Fresh { entropy: vec![7u8; 32].into(), realtime_ns: 1_700_000_000_000_000_000 }),
     };
     let host = [
         HostMsg::Run(Box::new(spec)),
@@ -44,6 +45,7 @@ fn main() {
         HostMsg::StdinEof,
         HostMsg::Signal(15),
         HostMsg::WindowSize { rows: 24, cols: 80 },
+        HostMsg::Wake,
     ];
     let dir = out.join("guest_reads_host");
     std::fs::create_dir_all(&dir).unwrap();

@@ -11,6 +11,7 @@ mod command;
 mod container_root;
 mod cpus;
 mod error;
+mod fresh;
 mod include;
 mod kmsg;
 mod modules;
@@ -67,8 +68,9 @@ fn main() {
 }
 
 fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timings::Timings) -> Result<(), Failure> {
-    // Before the run spec: only what every run needs, so that a VM booted up to the
-    // spec could be snapshotted and reused.
+    // Before the run spec: everything every run needs and nothing else, finished, so
+    // that a VM waiting here can be snapshotted and restored for any run
+    // (host/src/qemu/snapshot.rs): the modules loaded, the vCPUs online, `lo` up.
     let mut modules = None;
     let mut onlining = None;
     if sandbox == Sandbox::Vm {
@@ -81,25 +83,40 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
         times.mark("console driver loaded");
     }
     let c = chan.insert(channel::Channel::open()?);
-    times.mark("hello");
-    c.send(&GuestMsg::Hello { version: PROTOCOL_VERSION })?;
-
-    let spec = match c.recv()? {
-        Some(HostMsg::Run(spec)) => spec,
-        Some(other) => return Err(Failure::protocol(format!("expected Run, got {other:?}"))),
-        None => return Err(Failure::protocol("host closed the channel before Run".into())),
-    };
-
-    // The run itself. The network first: bringing lo up is ~30 ms of CPU in a TCG
-    // guest, spent while the root's modules finish loading on the other thread (in
-    // parallel when the VM has a second vCPU).
-    times.mark("run spec received");
-    net::setup(&spec.hostname)?;
+    // Bringing lo up is ~30 ms of CPU in a TCG guest, spent while the root's modules
+    // finish loading on the other thread (in parallel when the VM has a second vCPU).
+    net::loopback()?;
     if let Some(rest) = modules {
         rest.wait()?;
         kmsg::info("modules loaded");
         times.mark("modules loaded");
     }
+    if let Some(o) = onlining {
+        o.wait()?;
+        times.mark("vCPUs online");
+    }
+    times.mark("hello");
+    c.send(&GuestMsg::Hello { version: PROTOCOL_VERSION })?;
+
+    // A VM restored from a snapshot resumes here, in this wait, and is woken by the host
+    // (its first Hello went to the VM the snapshot was taken from).
+    let spec = loop {
+        match c.recv()? {
+            Some(HostMsg::Run(spec)) => break spec,
+            Some(HostMsg::Wake) => {
+                times.mark("woken from a snapshot");
+                c.send(&GuestMsg::Hello { version: PROTOCOL_VERSION })?;
+            }
+            Some(other) => return Err(Failure::protocol(format!("expected Run, got {other:?}"))),
+            None => return Err(Failure::protocol("host closed the channel before Run".into())),
+        }
+    };
+
+    times.mark("run spec received");
+    if let (Some(fresh), Sandbox::Vm) = (&spec.fresh, sandbox) {
+        fresh::apply(fresh)?;
+    }
+    net::set_hostname(&spec.hostname)?;
     if let Some(cfg) = &spec.network {
         net::configure(cfg, sandbox == Sandbox::Vm)?;
         times.mark("network configured");
@@ -121,10 +138,6 @@ fn boot(sandbox: Sandbox, chan: &mut Option<channel::Channel>, times: &mut timin
     }
     times.mark("root mounted");
     include::apply(c, &spec.includes, spec.identity.uid, spec.identity.gid)?;
-    if let Some(o) = onlining {
-        o.wait()?;
-        times.mark("vCPUs online");
-    }
     let status = match command::spawn(&spec)? {
         command::Spawned::Running(child) => {
             times.mark("command started");

@@ -17,10 +17,14 @@ const APPEAR_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the end of a run waits for the sandbox's connections to settle.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn setup(hostname: &str) -> Result<(), Failure> {
-    rustix::system::sethostname(hostname.as_bytes()).map_err(|e| Failure::sys("network", "sethostname", e))?;
+/// `lo` up: the same for every run, so before the run spec (a snapshot holds it done).
+pub fn loopback() -> Result<(), Failure> {
     let sock = socket()?;
     set_up(&sock, "lo")
+}
+
+pub fn set_hostname(hostname: &str) -> Result<(), Failure> {
+    rustix::system::sethostname(hostname.as_bytes()).map_err(|e| Failure::sys("network", "sethostname", e))
 }
 
 /// Address, broadcast, MAC, up, then the routes through the gateway. `nic`: a VM's

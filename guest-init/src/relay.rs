@@ -151,6 +151,7 @@ fn handle(msg: HostMsg, pid: Pid, tty: Option<&OwnedFd>, pending: &mut Vec<u8>, 
         }
         HostMsg::Run(_) => return Err(Failure::protocol("a second Run message".into())),
         HostMsg::IncludeData(_) => return Err(Failure::protocol("include data after the command started".into())),
+        HostMsg::Wake => return Err(Failure::protocol("Wake after the command started".into())),
     }
     Ok(())
 }

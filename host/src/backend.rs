@@ -70,6 +70,8 @@ pub struct Launched {
     pub watch: Watch,
     pub limits: Limits,
     pub run_spec: RunSpec,
+    /// Done at init's Hello, before the run spec goes (`session::AtHello`).
+    pub at_hello: Option<AtHello>,
     pub sandbox: Box<dyn Running>,
 }
 
@@ -81,6 +83,9 @@ pub enum Watch {
     /// process of ours (a libvirt domain).
     Until(Box<dyn FnOnce() -> String + Send>),
 }
+
+/// What a backend does at init's Hello (`session::AtHello`), with the launcher's notice.
+pub type AtHello = Box<dyn FnOnce(&mut Timeline, &dyn Fn(&str)) -> Result<(), String>>;
 
 pub trait Running {
     /// Stops every process of the sandbox and removes what it used. Called once, as soon
@@ -100,7 +105,7 @@ pub fn run(backend: &dyn Backend, spec: &Spec, cx: &mut Context) -> Outcome {
         Ok(l) => l,
         Err(Failure { reason, console }) => return Outcome::Failed { reason, console },
     };
-    let Launched { control, watch, limits, run_spec, mut sandbox } = launched;
+    let Launched { control, watch, limits, run_spec, at_hello, mut sandbox } = launched;
     let events = match watch {
         Watch::Process(pid, name) => session::events(move || {
             let how = crate::proc::wait_exit_noreap(pid).unwrap_or_else(|| "ended".into());
@@ -108,7 +113,9 @@ pub fn run(backend: &dyn Backend, spec: &Spec, cx: &mut Context) -> Outcome {
         }),
         Watch::Until(wait) => session::events(wait),
     };
-    let outcome = session::run(control, run_spec, &limits, events, cx.timeline, &mut || sandbox.teardown());
+    let notice = cx.notice;
+    let at_hello = at_hello.map(|hook| -> session::AtHello<'_> { Box::new(move |t: &mut Timeline| hook(t, notice)) });
+    let outcome = session::run(control, run_spec, &limits, at_hello, events, cx.timeline, &mut || sandbox.teardown());
     cx.timeline.mark("sandbox gone");
     sandbox.explain(outcome)
 }

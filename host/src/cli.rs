@@ -181,6 +181,23 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Transport::Auto)]
     pub transport: Transport,
 
+    /// Boot the VM, never restore it from a snapshot (see --warm).
+    #[arg(long, overrides_with = "warm")]
+    pub cold: bool,
+
+    /// Restore the VM from a snapshot instead of booting it, saving one first if there is none.
+    ///
+    /// A snapshot is a VM booted up to init's wait for the command, kept in the cache
+    /// directory and keyed by everything that shapes it (QEMU, kernel, initrd, machine,
+    /// memory, vCPUs, devices). Each restored VM gets fresh entropy, the host's time and
+    /// a new boot_id before the command runs. Default (neither --warm nor --cold): warm
+    /// when a snapshot fits the VM, saving one at a cold boot when there is none yet; -v
+    /// says which and why. Snapshots need a 9p root (QEMU cannot save virtiofs), so
+    /// --fs auto takes 9p when the kernel has it, and the virtio-serial transport; a
+    /// snapshot that fails to restore is removed and the run boots cold.
+    #[arg(long, overrides_with = "cold")]
+    pub warm: bool,
+
     /// A network beside lo (default: lo only).
     ///
     /// user: a user-mode network, the sandbox at 10.0.2.15/24, the host's loopback at

@@ -72,7 +72,15 @@ pub struct Limits {
     /// How long the command has to end after the first signal is forwarded to it, before
     /// the sandbox is stopped regardless (a wedged guest, a command that ignores it).
     pub signal_grace: Duration,
+    /// Init's Hello was read by the backend: a VM restored from a snapshot, which the
+    /// launch woke and saw answer before it counted the restore a success.
+    pub greeted: bool,
 }
+
+/// What a backend does at init's Hello, before anything is sent to it: the QEMU backend
+/// saves a snapshot of the VM there (init waits for the run spec with nothing queued).
+/// An error ends the run with it.
+pub type AtHello<'a> = Box<dyn FnOnce(&mut Timeline) -> Result<(), String> + 'a>;
 
 impl Limits {
     /// Stdin relayed as frames, and the run spec only after Hello: a VM's serial port,
@@ -86,6 +94,7 @@ impl Limits {
             send_before_hello: false,
             signal_grace: SIGNAL_GRACE,
             include_files,
+            greeted: false,
         }
     }
 }
@@ -148,12 +157,13 @@ pub fn run(
     control: impl Into<Control>,
     spec: RunSpec,
     limits: &Limits,
+    at_hello: Option<AtHello<'_>>,
     events: (Sender<Event>, Receiver<Event>),
     timeline: &mut Timeline,
     teardown: &mut dyn FnMut(),
 ) -> Outcome {
     let mut rx_after = None;
-    let outcome = decide(control.into(), spec, limits, events, timeline, &mut rx_after);
+    let outcome = decide(control.into(), spec, limits, at_hello, events, timeline, &mut rx_after);
     teardown();
     match rx_after {
         Some(rx) => after_exit(&rx).unwrap_or(outcome),
@@ -180,6 +190,7 @@ fn decide(
     control: Control,
     spec: RunSpec,
     limits: &Limits,
+    at_hello: Option<AtHello<'_>>,
     (tx, rx): (Sender<Event>, Receiver<Event>),
     timeline: &mut Timeline,
     rx_after: &mut Option<Receiver<Event>>,
@@ -198,15 +209,29 @@ fn decide(
     spawn_signals(tx.clone());
 
     let terminal = matches!(spec.stdio, protocol::Stdio::Terminal { .. });
-    // Encoded once: its size decides when it may go, then the bytes go as they are.
-    let run_frame = encode(&HostMsg::Run(Box::new(spec)));
-    let send_run = |w: &Mutex<ControlStream>| run_frame.as_ref().is_ok_and(|frame| send_frame(w, frame).is_ok());
+    // A VM's clock is set from the host's as the spec goes, so it is stamped then;
+    // otherwise encoded once: its size decides when it may go, then the bytes go as they are.
+    let stamped_late = spec.fresh.is_some();
+    let encode_run = move |mut spec: RunSpec| {
+        if let Some(f) = &mut spec.fresh {
+            f.realtime_ns = realtime_ns();
+        }
+        encode(&HostMsg::Run(Box::new(spec)))
+    };
+    let mut spec = Some(spec);
+    let mut early_frame = if stamped_late { None } else { spec.take().map(encode_run) };
+    let send_run = |w: &Mutex<ControlStream>, frame: &Result<Vec<u8>, protocol::FrameError>| {
+        frame.as_ref().is_ok_and(|frame| send_frame(w, frame).is_ok())
+    };
     const SPEC_NOT_TAKEN: &str = "the sandbox closed its control channel before taking the run spec";
     // Ahead only what the socket's buffer surely holds: a larger spec written before the
     // boot watchdog runs could block the launcher for good behind an init that never reads.
     let ahead = match &writer {
-        Some(w) if limits.send_before_hello && run_frame.as_ref().is_ok_and(|f| f.len() <= SEND_AHEAD_MAX) => {
-            if !send_run(w) {
+        Some(w)
+            if limits.send_before_hello
+                && early_frame.as_ref().is_some_and(|f| f.as_ref().is_ok_and(|f| f.len() <= SEND_AHEAD_MAX)) =>
+        {
+            if !send_run(w, early_frame.as_ref().expect("checked")) {
                 return explain(&rx, SPEC_NOT_TAKEN, None, false);
             }
             true
@@ -224,10 +249,13 @@ fn decide(
     // already run (its output reaches our caller before we read Hello), so the signal
     // is the command's, forwarded once the includes are out, as below.
     let mut signalled: Option<(i32, Instant)> = None;
-    loop {
+    while !limits.greeted {
         let until = gone.as_ref().map_or(boot_deadline, |(t, _)| boot_deadline.min(*t + GONE_DRAIN_LIMIT));
         match wait(&rx, Some(until)) {
-            Some(Event::Hello(v)) if v == PROTOCOL_VERSION => break timeline.hello(),
+            Some(Event::Hello(v)) if v == PROTOCOL_VERSION => {
+                timeline.hello();
+                break;
+            }
             Some(Event::Hello(v)) => {
                 return Outcome::failed(format!(
                     "protocol error: guest speaks version {v}, launcher {PROTOCOL_VERSION}; rebuild virt-sandbox-init"
@@ -255,8 +283,18 @@ fn decide(
     let Some(writer) = writer else {
         return Outcome::failed("protocol error: a Hello before the channel was connected");
     };
-    if !ahead && !send_run(&writer) {
-        return explain(&rx, SPEC_NOT_TAKEN, None, false);
+    if let Some(hook) = at_hello {
+        if let Err(e) = hook(timeline) {
+            return Outcome::failed(e);
+        }
+    }
+    if !ahead {
+        let Some(frame) = early_frame.take().or_else(|| spec.take().map(encode_run)) else {
+            unreachable!("the run spec is either encoded early or still here")
+        };
+        if !send_run(&writer, &frame) {
+            return explain(&rx, SPEC_NOT_TAKEN, None, false);
+        }
     }
     // After Hello: init is reading, so a large include cannot block us before the
     // watchdog has had its say.
@@ -384,6 +422,11 @@ fn wait(rx: &Receiver<Event>, until: Option<Instant>) -> Option<Event> {
             Err(RecvTimeoutError::Disconnected) => Some(Event::ChannelClosed),
         },
     }
+}
+
+/// The host's wall clock, for a VM's (see `protocol::Fresh`).
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn send(writer: &Mutex<ControlStream>, msg: &HostMsg) -> Result<(), protocol::FrameError> {

@@ -19,6 +19,7 @@ fn spec() -> RunSpec {
         overlay: false,
         includes: vec![],
         network: None,
+        fresh: None,
     }
 }
 
@@ -33,7 +34,7 @@ fn session_after(said: &[GuestMsg], how: &str) -> Outcome {
     theirs.shutdown(Shutdown::Write).unwrap();
     let (tx, rx) = mpsc::channel();
     tx.send(Event::SandboxGone(how.into())).unwrap();
-    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     drop(theirs);
     outcome
 }
@@ -46,6 +47,7 @@ fn limits() -> Limits {
         include_files: vec![],
         send_before_hello: true,
         signal_grace: SIGNAL_GRACE,
+        greeted: false,
     }
 }
 
@@ -85,7 +87,7 @@ fn a_command_that_outlives_the_grace_after_a_signal_is_stopped() {
     });
     let limits = Limits { signal_grace: Duration::from_millis(300), ..limits() };
     let start = Instant::now();
-    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(ours, spec(), &limits, None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::Interrupted(libc::SIGTERM));
     assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
     // The command was given the signal first. (Our reader thread still holds the other
@@ -110,7 +112,7 @@ fn a_spec_too_large_to_send_ahead_waits_for_hello_so_the_boot_watchdog_still_run
     let limits = Limits { boot_timeout: Duration::from_millis(300), ..limits() };
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done_tx.send(run(ours, big, &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {}));
+        let _ = done_tx.send(run(ours, big, &limits, None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {}));
     });
     let outcome = done_rx.recv_timeout(Duration::from_secs(10)).expect("the launcher blocked sending the run spec");
     assert!(matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("boot watchdog")), "{outcome:?}");
@@ -143,7 +145,7 @@ fn the_sandbox_is_torn_down_once_the_exit_status_is_read_not_when_the_guest_hang
     let (tx, rx) = mpsc::channel();
     let mut torn_down = 0;
     let start = Instant::now();
-    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down += 1);
+    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down += 1);
     assert_eq!(outcome, Outcome::Command(ExitStatus::Code(3)));
     assert_eq!(torn_down, 1);
     // The channel's end is awaited at most briefly after the teardown (our fake peer
@@ -159,7 +161,7 @@ fn anything_after_the_exit_status_is_a_protocol_error_found_after_the_teardown()
     });
     let (tx, rx) = mpsc::channel();
     let mut torn_down = false;
-    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down = true);
+    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down = true);
     assert!(torn_down);
     assert_eq!(outcome, Outcome::failed("protocol error: unexpected timings after the exit status"));
 }
@@ -178,7 +180,7 @@ fn a_timeout_kills_the_command_and_waits_for_its_exit_status() {
     let (tx, rx) = mpsc::channel();
     let limits = Limits { timeout: Some(Duration::from_millis(200)), ..limits() };
     let start = Instant::now();
-    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(ours, spec(), &limits, None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::TimedOut);
     assert!(start.elapsed() >= Duration::from_millis(500), "{:?}", start.elapsed());
     assert!(seen.try_iter().any(|m| m == HostMsg::Signal(libc::SIGKILL)));
@@ -190,7 +192,7 @@ fn a_timeout_with_a_guest_that_never_answers_still_ends() {
     let (tx, rx) = mpsc::channel();
     let limits = Limits { timeout: Some(Duration::from_millis(100)), ..limits() };
     let start = Instant::now();
-    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(ours, spec(), &limits, None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::TimedOut);
     let took = start.elapsed();
     assert!(took >= STOP_DRAIN_LIMIT && took < STOP_DRAIN_LIMIT + Duration::from_secs(2), "{took:?}");
@@ -207,7 +209,7 @@ fn a_signal_before_hello_goes_to_a_command_whose_spec_went_ahead() {
     });
     let (tx, rx) = mpsc::channel();
     tx.send(Event::Signal(libc::SIGTERM)).unwrap();
-    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::Command(ExitStatus::Signal(libc::SIGTERM)));
     let seen: Vec<HostMsg> = seen.try_iter().collect();
     assert!(matches!(seen.as_slice(), [HostMsg::Run(_), HostMsg::Signal(libc::SIGTERM)]), "{seen:?}");
@@ -219,7 +221,7 @@ fn a_signal_before_hello_stops_a_sandbox_that_has_not_got_its_spec() {
     let (tx, rx) = mpsc::channel();
     tx.send(Event::Signal(libc::SIGINT)).unwrap();
     let limits = Limits { send_before_hello: false, ..limits() };
-    let outcome = run(ours, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(ours, spec(), &limits, None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::Interrupted(libc::SIGINT));
 }
 
@@ -240,7 +242,7 @@ fn a_channel_the_guest_connects_later_runs_as_a_connected_one() {
     let limits = Limits { send_before_hello: true, ..limits() };
     let control = pending(Duration::from_millis(200), Some(ours));
     let mut timeline = Timeline::new(Instant::now());
-    let outcome = run(control, spec(), &limits, (tx, rx), &mut timeline, &mut || {});
+    let outcome = run(control, spec(), &limits, None, (tx, rx), &mut timeline, &mut || {});
     assert_eq!(outcome, Outcome::Command(ExitStatus::Code(5)));
     assert!(matches!(seen.try_iter().next(), Some(HostMsg::Run(_))));
 }
@@ -254,7 +256,7 @@ fn a_guest_that_never_connects_meets_the_boot_watchdog() {
         Ok(None)
     }));
     let start = Instant::now();
-    let outcome = run(control, spec(), &limits, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(control, spec(), &limits, None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert!(matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("boot watchdog")), "{outcome:?}");
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
 }
@@ -269,7 +271,7 @@ fn a_sandbox_that_ends_before_its_guest_connects_ends_the_run_at_once() {
     });
     let start = Instant::now();
     let control = pending(Duration::from_millis(150), None);
-    let outcome = run(control, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(control, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::failed(format!("{STOPPED} (QEMU exited with status 1)")));
     // Not the boot watchdog's 5 s, nor the 30 s a gone sandbox's channel may drain.
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
@@ -279,7 +281,7 @@ fn a_sandbox_that_ends_before_its_guest_connects_ends_the_run_at_once() {
 fn a_channel_that_cannot_be_accepted_says_why() {
     let (tx, rx) = mpsc::channel();
     let control = Control::Pending(Box::new(|| Err(std::io::Error::other("accept: too many open files"))));
-    let outcome = run(control, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
+    let outcome = run(control, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || {});
     assert_eq!(outcome, Outcome::failed("control channel: accept: too many open files"));
 }
 
@@ -294,6 +296,6 @@ fn a_channel_cut_by_the_teardown_after_the_exit_status_is_no_protocol_error() {
     theirs.write_all(&[100, 0, 0, 0, 1, 2]).unwrap();
     let (tx, rx) = mpsc::channel();
     let mut peer = Some(theirs);
-    let outcome = run(ours, spec(), &limits(), (tx, rx), &mut Timeline::new(Instant::now()), &mut || drop(peer.take()));
+    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || drop(peer.take()));
     assert_eq!(outcome, Outcome::Command(ExitStatus::Code(4)));
 }

@@ -43,6 +43,19 @@ pub struct VmOptions {
     pub boot_timeout: Option<Duration>,
     /// What carries the control channel (`--transport`).
     pub transport: Transport,
+    /// Boot, or restore a snapshot (`--cold`, `--warm`).
+    pub start: Start,
+}
+
+/// How a VM starts (`qemu::warm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Restored where a snapshot fits the VM (saved at a cold boot when missing), else booted.
+    Auto,
+    /// Always booted (`--cold`).
+    Cold,
+    /// Always restored, the snapshot saved first when missing (`--warm`).
+    Warm,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +213,10 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
     if kind == Kind::Container && cli.transport != Transport::Auto {
         return Err(Error::VmOnly { option: "--transport" });
     }
+    // Snapshots are the QEMU backend's: libvirt's domains and containers always start anew.
+    if let (Kind::Container | Kind::Libvirt, Some(option)) = (kind, [(cli.warm, "--warm"), (cli.cold, "--cold")].iter().find(|o| o.0).map(|o| o.1)) {
+        return Err(Error::QemuOnly { option });
+    }
     let network = network::parse(&cli.network).map_err(Error::Network)?;
     let timeout = cli.timeout.as_deref().map(parse_duration).transpose().map_err(Error::Timeout)?;
     if timeout == Some(Duration::ZERO) {
@@ -220,6 +237,11 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         kmodpath: cli.kmodpath.map(absolute),
         boot_timeout,
         transport: cli.transport,
+        start: match (cli.warm, cli.cold) {
+            (true, _) => Start::Warm,
+            (_, true) => Start::Cold,
+            _ => Start::Auto,
+        },
     };
     let backend = match kind {
         Kind::Qemu => Backend::Qemu(vm(memory)),
@@ -485,6 +507,7 @@ impl Spec {
             overlay: self.overlay,
             includes,
             network: self.network.as_ref().map(|n| n.config(&network::host_resolv_conf())),
+            fresh: None,
         }
     }
 }

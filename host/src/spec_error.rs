@@ -121,6 +121,9 @@ pub enum Error {
     #[error("{option} applies to VMs only (-c qemu:///session)")]
     VmOnly { option: &'static str },
 
+    #[error("{option} applies to the QEMU backend only (-c qemu:///session): it restores QEMU's own snapshots")]
+    QemuOnly { option: &'static str },
+
     /// A `-N` that cannot be used; the message names the value.
     #[error(transparent)]
     Network(network::Error),

@@ -100,7 +100,7 @@ fn cache_key(init: &[u8], modules: &[ResolvedModule], raws: &[Vec<u8>]) -> Strin
 /// QEMU user must read) and checks that nobody else can put files in it: it must
 /// belong to us or to root and not be writable by everyone. Whoever can write the cache
 /// chooses the init that our sandboxes boot.
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
+pub fn ensure_dir(dir: &Path) -> Result<(), Error> {
     let euid = euid();
     let dir_error = |source| Error::CacheDir { dir: dir.to_owned(), source };
     fs::DirBuilder::new().recursive(true).mode(if euid == 0 { 0o755 } else { 0o700 }).create(dir).map_err(dir_error)?;

@@ -4,7 +4,8 @@
 //! mtime is its "last used" time: a hit refreshes it (at most daily), and whenever an
 //! entry is stored, those unused for [`UNUSED_FOR`] go.
 //!
-//! Only the cache's own names are ever removed (`initrd-*.cpio`, `vmlinux-*.elf`, and
+//! Only the cache's own names are ever removed (`initrd-*.cpio`, `vmlinux-*.elf`,
+//! `snapshot-*.vmstate` (warm start's, host/src/qemu/snapshot.rs), and
 //! the temporary files of killed launches, after a day); anything else in the
 //! directory stays.
 
@@ -52,7 +53,9 @@ pub(crate) fn prune(dir: &Path, now: SystemTime) {
 
 fn is_entry(name: &str) -> bool {
     let ours = |n: &str| {
-        (n.starts_with("initrd-") && n.ends_with(".cpio")) || (n.starts_with("vmlinux-") && n.ends_with(".elf"))
+        (n.starts_with("initrd-") && n.ends_with(".cpio"))
+            || (n.starts_with("vmlinux-") && n.ends_with(".elf"))
+            || (n.starts_with("snapshot-") && n.ends_with(".vmstate"))
     };
     match name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
         // A store's temporary file: `.{entry}.{pid}.{n}.tmp`.

@@ -29,7 +29,7 @@ pub mod modules;
 mod store;
 mod versions;
 
-pub use cache::{default_cache_dir, lookup_or_build, Cached};
+pub use cache::{default_cache_dir, ensure_dir as ensure_cache_dir, lookup_or_build, Cached};
 pub use error::Error;
 pub use eviction::mark_used;
 pub use image::{build, build_with, strip_signature, BuildOptions, MODULES_DIR, MODULE_ORDER_FILE};

@@ -4,13 +4,17 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostMsg {
     /// What to run. Sent once, after the guest's [`GuestMsg::Hello`].
     Run(Box<RunSpec>),
+    /// A VM restored from a snapshot taken at init's wait for the run spec: init
+    /// answers with a fresh [`GuestMsg::Hello`], which tells the host that the restore
+    /// worked and init is reading (version 8).
+    Wake,
     /// Bytes for the command's stdin.
     Stdin(ByteBuf),
     /// Content of the current included file (see [`RunSpec::includes`]), in order,
@@ -82,6 +86,22 @@ pub struct RunSpec {
     pub includes: Vec<IncludeEntry>,
     /// The network interface beside `lo` (`-N`); None: `lo` alone (version 7).
     pub network: Option<NetConfig>,
+    /// A VM's kernel made distinct from every other VM restored from the same snapshot
+    /// before anything of the run's happens; None in a container, whose RNG and clock
+    /// are the host's (version 8).
+    pub fresh: Option<Fresh>,
+}
+
+/// What makes a VM restored from a snapshot a sandbox of its own: the snapshot holds
+/// the RNG state and the clock of the VM it was taken from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fresh {
+    /// Random bytes from the host, mixed into the guest kernel's RNG and credited
+    /// (`RNDADDENTROPY`), which is then reseeded (`RNDRESEEDCRNG`): at least 32.
+    pub entropy: ByteBuf,
+    /// The host's `CLOCK_REALTIME` when the run spec was sent, in nanoseconds since the
+    /// epoch: the guest's clock is set to it.
+    pub realtime_ns: u64,
 }
 
 /// One IPv4 interface that init configures before the command: the launcher has given

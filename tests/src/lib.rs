@@ -46,6 +46,9 @@ pub enum Backend {
     VmVsock,
     /// `-c lxc:///`.
     Container,
+    /// A VM restored from a snapshot (`--warm`): Debian's generic kernel, whose 9p root
+    /// QEMU can save (it cannot save virtiofs).
+    VmWarm,
 }
 
 impl Backend {
@@ -54,6 +57,7 @@ impl Backend {
             Backend::Vm => vec!["--kernel".into(), cloud_kernel().into()],
             Backend::VmVsock => vec!["--kernel".into(), cloud_kernel().into(), "--transport".into(), "vsock".into()],
             Backend::Container => vec!["-c".into(), "lxc:///".into()],
+            Backend::VmWarm => vec!["--kernel".into(), generic_kernel().into(), "--warm".into()],
         }
     }
 
@@ -102,6 +106,17 @@ macro_rules! also_over_vsock {
     ($($case:ident),* $(,)?) => {
         mod vm_vsock {
             $( #[test] fn $case() { super::$case($crate::Backend::VmVsock) } )*
+        }
+    };
+}
+
+/// One more #[test] for each named `fn(Backend)`, on a VM restored from a snapshot:
+/// warm and cold must behave the same.
+#[macro_export]
+macro_rules! also_warm {
+    ($($case:ident),* $(,)?) => {
+        mod vm_warm {
+            $( #[test] fn $case() { super::$case($crate::Backend::VmWarm) } )*
         }
     };
 }

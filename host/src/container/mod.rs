@@ -87,6 +87,7 @@ impl backend::Backend for Container {
                 send_before_hello: true,
                 signal_grace: session::SIGNAL_GRACE,
                 include_files,
+                greeted: false,
             },
             temp,
         }))
@@ -145,6 +146,7 @@ impl Prepared for Launch {
             watch: crate::backend::Watch::Process(pid, "the container's init"),
             limits,
             run_spec,
+            at_hello: None,
             sandbox: Box::new(running),
         })
     }

@@ -113,6 +113,7 @@ impl Prepared for Launch {
             watch: Watch::Until(Box::new(move || watch(&dom))),
             limits,
             run_spec,
+            at_hello: None,
             sandbox: Box::new(running),
         })
     }

@@ -104,6 +104,7 @@ pub(crate) mod imp {
             virtiofsd: Some("the libvirt backend shares over 9p (libvirt cannot share read-only over virtiofs)"),
             vsock: Some("the libvirt backend carries the channel over virtio-serial"),
             no_microvm: true,
+            prefer_9p: false,
         };
         Ok(vm::prepare(spec, opts, unavailable, cx)?)
     }
@@ -182,6 +183,7 @@ pub(crate) mod imp {
                 watch: Watch::Until(Box::new(move || watch(&dom))),
                 limits,
                 run_spec,
+                at_hello: None,
                 sandbox: Box::new(running),
             })
         }

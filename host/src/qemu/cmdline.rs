@@ -169,6 +169,17 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     a.0
 }
 
+/// A QMP monitor, connected to our socket at `path` (as the control channel is).
+pub fn qmp_args(path: &Path) -> Vec<OsString> {
+    vec!["-chardev".into(), with_path("socket,id=qmp,path=", path, ""), "-mon".into(), "chardev=qmp,mode=control".into()]
+}
+
+/// Restores the VM from the snapshot open as `fd` (inherited) instead of booting it;
+/// QEMU runs it as soon as it is loaded.
+pub fn incoming_args(fd: std::os::fd::RawFd) -> Vec<OsString> {
+    vec!["-incoming".into(), format!("fd:{fd}").into()]
+}
+
 /// QEMU's user-mode network (slirp) with the layout every backend shares: the host's
 /// loopback at the network's address + 2, the DNS forwarder at + 3 (slirp's own
 /// defaults, spelled out). IPv4 only, as the container's. `dhcpstart` is the guest's

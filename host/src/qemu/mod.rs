@@ -7,8 +7,11 @@
 mod cmdline;
 mod console;
 mod error;
+mod qmp;
+mod snapshot;
 mod virtiofsd;
 mod vsock;
+mod warm;
 
 use crate::backend::{self, Context, Failure, Launched, Prepared, Running};
 use crate::control::Control;
@@ -20,8 +23,9 @@ use crate::spec::Spec;
 use crate::vm::{self, plan, plan::Share, VmPlan};
 use cmdline::{ControlDevice, VmConfig};
 pub use error::Error;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,8 +46,12 @@ impl backend::Backend for Qemu {
         // Why a helper is missing is the device plan's reason to choose another device.
         let (no_virtiofsd, no_vsock) =
             (virtiofsd.as_ref().err().map(ToString::to_string), vsock.as_ref().err().map(ToString::to_string));
-        let unavailable =
-            vm::Unavailable { virtiofsd: no_virtiofsd.as_deref(), vsock: no_vsock.as_deref(), ..Default::default() };
+        let unavailable = vm::Unavailable {
+            virtiofsd: no_virtiofsd.as_deref(),
+            vsock: no_vsock.as_deref(),
+            prefer_9p: opts.start != crate::spec::Start::Cold,
+            ..Default::default()
+        };
         let vm = vm::prepare(spec, opts, unavailable, cx)?;
         if spec.verbose {
             (cx.notice)(&format!("cpu model: {}", cmdline::cpu_model(vm.accel)));
@@ -65,6 +73,7 @@ impl backend::Backend for Qemu {
             overlay: spec.overlay,
             debug: spec.debug,
             timeout: spec.timeout,
+            start: opts.start,
         }))
     }
 }
@@ -81,11 +90,12 @@ struct Launch {
     overlay: bool,
     debug: bool,
     timeout: Option<Duration>,
+    start: crate::spec::Start,
 }
 
 impl Prepared for Launch {
     fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
-        let Launch { vm, virtiofsd, vsock, verbose, name, overlay, debug, timeout } = *self;
+        let Launch { vm, virtiofsd, vsock, verbose, name, overlay, debug, timeout, start } = *self;
         let mut rundir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
         // The vsock helper first, to be ready when QEMU is; else our socket for QEMU's
         // virtio-serial chardev.
@@ -106,6 +116,8 @@ impl Prepared for Launch {
             layout,
             kernel,
             initrd,
+            kernel_id,
+            initrd_id,
             staged,
             run_spec,
             include_files,
@@ -148,8 +160,74 @@ impl Prepared for Launch {
             control: vsock_host.as_ref().map_or(ControlDevice::Serial { socket: ctl_path }, vsock::Host::device),
             network,
         };
+        let bin = qemu_binary()?;
+        let cache = snapshot::Cache::new(virt_sandbox_initrd::default_cache_dir());
+        let (mut choice, why) =
+            warm::choose(start, &cfg, &bin, (&kernel_id, &initrd_id), &cache).map_err(|e| Failure::of(&e))?;
+        if verbose {
+            (cx.notice)(&why);
+        }
+        let qmp_path = rundir.path().join("qmp.sock");
+        let qmp_listener = match &choice {
+            warm::Choice::Cold => None,
+            _ => Some(UnixListener::bind(&qmp_path).map_err(|source| Error::Bind { path: qmp_path.clone(), source })?),
+        };
         let console = console::Tail::default();
         let qemu_err = console::Tail::default();
+        let (limits_timeout, boot_limit) = (timeout, boot_timeout);
+
+        // --warm without a snapshot: a VM booted only to be saved.
+        if let warm::Choice::Build(saving) = choice {
+            let (ctl, qmp) = (listener.as_ref(), qmp_listener.as_ref());
+            choice = match build(&bin, &cfg, saving, &cache, ctl, qmp, boot_limit, debug) {
+                Ok(found) => {
+                    cx.timeline.mark("snapshot saved");
+                    warm::Choice::Restore(found)
+                }
+                Err(e) => {
+                    (cx.notice)(&format!("--warm: no snapshot could be saved ({e}); booting cold"));
+                    warm::Choice::Cold
+                }
+            };
+        }
+        if let warm::Choice::Restore(found) = choice {
+            let (ctl, qmp) = (listener.as_ref(), qmp_listener.as_ref());
+            match restore(&bin, &cfg, &found, ctl, qmp, &console, &qemu_err, debug, &mut helpers) {
+                Ok(stream) => {
+                    drop(listener);
+                    rundir.remove();
+                    cx.timeline.mark("snapshot restored, init woken");
+                    let mut limits = Limits::relayed(boot_limit, limits_timeout, include_files);
+                    limits.greeted = true;
+                    let qemu_pid = helpers.qemu.as_ref().map_or(0, Child::id);
+                    helpers.publishing = crate::vm::publish_in_background(staged);
+                    return Ok(Launched {
+                        control: Control::from(stream),
+                        watch: backend::Watch::Process(qemu_pid, "QEMU"),
+                        limits,
+                        run_spec,
+                        at_hello: None,
+                        sandbox: Box::new(RunningVm { helpers, console, qemu_err, _rundir: rundir, _temp: temp }),
+                    });
+                }
+                Err(e) => {
+                    helpers.stop();
+                    cache.discard(&found);
+                    let said = qemu_err.last_lines(3);
+                    let said = if said.is_empty() { String::new() } else { format!(": {}", said.replace('\n', "; ")) };
+                    (cx.notice)(&format!("the snapshot {} did not restore ({e}{said}); removed it, booting cold", found.path.display()));
+                    choice = warm::Choice::Cold;
+                }
+            }
+        }
+        let saving = match choice {
+            warm::Choice::SaveAtHello(saving) => Some(saving),
+            _ => None,
+        };
+        let mut args = cmdline::qemu_args(&cfg);
+        if saving.is_some() {
+            args.extend(cmdline::qmp_args(&qmp_path));
+        }
         if let Some(host) = vsock_host.as_mut() {
             helpers.vsock = host.ready()?;
             // Its complaints, if any, go with QEMU's into a failure's report.
@@ -157,7 +235,7 @@ impl Prepared for Launch {
                 qemu_err.capture(err, debug);
             }
         }
-        let qemu = spawn_qemu(&cfg, &console, &qemu_err, debug)?;
+        let qemu = spawn_qemu(&bin, args, &[], &console, &qemu_err, debug)?;
         let qemu_pid = qemu.id();
         helpers.qemu = Some(qemu);
         cx.timeline.mark("QEMU spawned");
@@ -170,11 +248,12 @@ impl Prepared for Launch {
             cx.timeline.mark("virtiofsd started");
         }
 
+        let mut at_hello = None;
         let control = match (vsock_host, listener) {
             // The guest connects once booted, and the session waits for it.
             (Some(host), _) => host.pending(qemu_pid, rundir.path()),
             (None, Some(listener)) => {
-                let stream = match accept(&listener, &mut helpers) {
+                let stream = match accept(&listener, helpers.qemu.as_mut()) {
                     Ok(s) => s,
                     Err(error) => {
                         // QEMU fails to start when a virtiofsd did; virtiofsd's own words say why.
@@ -189,6 +268,10 @@ impl Prepared for Launch {
                         });
                     }
                 };
+                // The monitor's connection follows the control channel's at QEMU's start.
+                if let (Some(saving), Some(l)) = (saving, &qmp_listener) {
+                    at_hello = save_at_hello(l, helpers.qemu.as_mut(), saving, cache);
+                }
                 // Every socket is connected: nothing needs the paths any more.
                 drop(listener);
                 rundir.remove();
@@ -197,13 +280,13 @@ impl Prepared for Launch {
             }
             (None, None) => unreachable!("a listener is bound whenever there is no vsock host"),
         };
-
-        let limits = Limits::relayed(boot_timeout, timeout, include_files);
+        let limits = Limits::relayed(boot_limit, limits_timeout, include_files);
         Ok(Launched {
             control,
             watch: backend::Watch::Process(qemu_pid, "QEMU"),
             limits,
             run_spec,
+            at_hello,
             // Over vsock the sockets' directory must outlive the launch: the helper binds
             // in it and reaches our listener by its path until the guest connects.
             sandbox: Box::new(RunningVm { helpers, console, qemu_err, _rundir: rundir, _temp: temp }),
@@ -282,17 +365,32 @@ impl Drop for Helpers {
     }
 }
 
-fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, debug: bool) -> Result<Child, Error> {
-    let bin = std::env::var_os("VIRT_SANDBOX_QEMU")
-        .map(std::path::PathBuf::from)
+/// QEMU's binary: `VIRT_SANDBOX_QEMU`, else qemu-system-x86_64 on PATH.
+fn qemu_binary() -> Result<PathBuf, Error> {
+    std::env::var_os("VIRT_SANDBOX_QEMU")
+        .map(PathBuf::from)
         .or_else(|| proc::which("qemu-system-x86_64"))
-        .ok_or(Error::QemuNotInstalled)?;
-    let mut cmd = Command::new(&bin);
-    cmd.args(cmdline::qemu_args(cfg)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        .ok_or(Error::QemuNotInstalled)
+}
+
+/// Starts QEMU with `args`, handing it the open files `inherit` under their numbers.
+fn spawn_qemu(
+    bin: &Path,
+    args: Vec<std::ffi::OsString>,
+    inherit: &[RawFd],
+    console: &console::Tail,
+    errs: &console::Tail,
+    debug: bool,
+) -> Result<Child, Error> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     proc::die_with_parent(&mut cmd);
+    if !inherit.is_empty() {
+        proc::inherit_fds(&mut cmd, inherit.to_vec());
+    }
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::QemuNotFound(bin.clone()),
-        _ => Error::StartQemu { path: bin.clone(), source },
+        std::io::ErrorKind::NotFound => Error::QemuNotFound(bin.to_owned()),
+        _ => Error::StartQemu { path: bin.to_owned(), source },
     })?;
     if let Some(out) = child.stdout.take() {
         console.capture(out, debug);
@@ -303,21 +401,113 @@ fn spawn_qemu(cfg: &VmConfig, console: &console::Tail, errs: &console::Tail, deb
     Ok(child)
 }
 
+/// How long a restored VM may take to run and answer: a live one answers in tens of
+/// milliseconds, even with several restoring at once on a loaded host.
+const RESTORE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Restores `found` into a new QEMU, whose guest has answered the launch's Wake when this
+/// returns; QEMU is in `helpers`. The sockets' listeners are the launch's (bound for it).
+#[allow(clippy::too_many_arguments)]
+fn restore(
+    bin: &Path,
+    cfg: &VmConfig,
+    found: &snapshot::Found,
+    ctl: Option<&UnixListener>,
+    qmp: Option<&UnixListener>,
+    console: &console::Tail,
+    errs: &console::Tail,
+    debug: bool,
+    helpers: &mut Helpers,
+) -> Result<UnixStream, String> {
+    let (Some(ctl), Some(qmp)) = (ctl, qmp) else { unreachable!("a snapshot's VM has a serial channel and a monitor") };
+    let fd = found.file.as_raw_fd();
+    let mut args = cmdline::qemu_args(cfg);
+    args.extend(cmdline::qmp_args(&local_path(qmp)));
+    args.extend(cmdline::incoming_args(fd));
+    helpers.qemu = Some(spawn_qemu(bin, args, &[fd], console, errs, debug).map_err(|e| crate::exit::describe(&e))?);
+    let mut stream = accept(ctl, helpers.qemu.as_mut()).map_err(|e| crate::exit::describe(&e))?;
+    let monitor = accept(qmp, helpers.qemu.as_mut()).map_err(|e| crate::exit::describe(&e))?;
+    warm::wake(monitor, &mut stream, RESTORE_LIMIT).map_err(|e| crate::exit::describe(&e))?;
+    Ok(stream)
+}
+
+/// `--warm` without a snapshot: boots a VM up to init's Hello, saves it and stops it.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    bin: &Path,
+    cfg: &VmConfig,
+    saving: snapshot::Saving,
+    cache: &snapshot::Cache,
+    ctl: Option<&UnixListener>,
+    qmp: Option<&UnixListener>,
+    boot_limit: Duration,
+    debug: bool,
+) -> Result<snapshot::Found, String> {
+    let (Some(ctl), Some(qmp)) = (ctl, qmp) else { unreachable!("a snapshot's VM has a serial channel and a monitor") };
+    let (console, errs) = (console::Tail::default(), console::Tail::default());
+    let mut args = cmdline::qemu_args(cfg);
+    args.extend(cmdline::qmp_args(&local_path(qmp)));
+    let mut helpers = Helpers::default();
+    let said = |e: &dyn std::error::Error| {
+        let tail = errs.last_lines(3);
+        let tail = if tail.is_empty() { console.last_lines(3) } else { tail };
+        format!("{}: {}", crate::exit::describe(e), tail.replace('\n', "; "))
+    };
+    helpers.qemu = Some(spawn_qemu(bin, args, &[], &console, &errs, debug).map_err(|e| said(&e))?);
+    let mut stream = accept(ctl, helpers.qemu.as_mut()).map_err(|e| said(&e))?;
+    let monitor = accept(qmp, helpers.qemu.as_mut()).map_err(|e| said(&e))?;
+    let mut monitor = warm::prepare_save(monitor, RESTORE_LIMIT).map_err(|e| said(&e))?;
+    warm::read_hello(&mut stream, boot_limit).map_err(|e| said(&e))?;
+    let path = warm::save(&mut monitor, saving, cache).map_err(|e| said(&e))?;
+    helpers.stop();
+    let key = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("snapshot-")).and_then(|n| n.strip_suffix(".vmstate"));
+    key.and_then(|k| cache.lookup(k)).ok_or_else(|| format!("{} vanished after it was saved", path.display()))
+}
+
+/// The save of a snapshot at the booting VM's Hello (`warm::save`), then `cont`. A save
+/// that fails costs only the snapshot (with a notice); a VM that cannot be resumed ends
+/// the run.
+fn save_at_hello(
+    qmp: &UnixListener,
+    qemu: Option<&mut Child>,
+    saving: snapshot::Saving,
+    cache: snapshot::Cache,
+) -> Option<backend::AtHello> {
+    let monitor = accept(qmp, qemu).ok()?;
+    let mut monitor = warm::prepare_save(monitor, RESTORE_LIMIT).ok()?;
+    Some(Box::new(move |timeline: &mut crate::timings::Timeline, notice: &dyn Fn(&str)| {
+        match warm::save(&mut monitor, saving, &cache) {
+            Ok(path) => {
+                timeline.mark("snapshot saved");
+                notice(&format!("saved {} for the next runs of this VM", path.display()));
+            }
+            Err(e) => notice(&format!("no snapshot saved: {}", crate::exit::describe(&e))),
+        }
+        monitor.execute("cont", serde_json::json!({})).map(drop).map_err(|e| format!("resuming the VM: {e}"))
+    }))
+}
+
+/// The path a listener of ours is bound to.
+fn local_path(l: &UnixListener) -> PathBuf {
+    l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_owned)).unwrap_or_default()
+}
+
 /// Varies the guest's vsock CID between launchers (`vsock::guest_cid`).
 fn seed() -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     (u64::from(std::process::id()) << 32) ^ nanos as u64
 }
 
-/// Waits for QEMU to connect the control socket; fails if QEMU exits first.
-fn accept(listener: &UnixListener, helpers: &mut Helpers) -> Result<UnixStream, Error> {
+/// Waits for QEMU to connect to `listener`; fails if QEMU exits first.
+fn accept(listener: &UnixListener, mut qemu: Option<&mut Child>) -> Result<UnixStream, Error> {
     listener.set_nonblocking(true).map_err(Error::Accept)?;
     let start = Instant::now();
     loop {
         if let Some(s) = crate::control::try_accept(listener).map_err(Error::Accept)? {
+            s.set_nonblocking(false).map_err(Error::Accept)?;
             return Ok(s);
         }
-        if let Some(q) = helpers.qemu.as_mut() {
+        if let Some(q) = qemu.as_deref_mut() {
             if let Ok(Some(status)) = q.try_wait() {
                 return Err(Error::QemuFailed(status));
             }

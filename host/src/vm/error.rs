@@ -12,6 +12,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The host's RNG, for the guest's fresh entropy.
+    #[error("reading /dev/urandom")]
+    Entropy(#[source] std::io::Error),
+
     /// No kernel image, or one that cannot be used.
     #[error(transparent)]
     DiscoverKernel(crate::kernel::Error),

@@ -38,6 +38,11 @@ pub struct VmPlan {
     /// The kernel image to boot (a cached vmlinux where one can be had).
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// Names that change whenever the kernel image or the initrd does (for snapshots'
+    /// keys): the boot image's lasting name and the image's identity, the initrd's
+    /// content-addressed cache name.
+    pub kernel_id: Vec<u8>,
+    pub initrd_id: PathBuf,
     /// The kernel command line but for the control transport's words (`append`).
     append_base: AppendBase,
     /// Cache entries this launch built: published while the guest boots, their
@@ -76,6 +81,9 @@ pub struct Unavailable<'a> {
     pub vsock: Option<&'a str>,
     /// The microvm machine (libvirt has no such machine type): q35 and virtio-pci.
     pub no_microvm: bool,
+    /// `--fs auto` takes 9p where the kernel has it: the backend restores snapshots,
+    /// which QEMU cannot take of a virtiofs device.
+    pub prefer_9p: bool,
 }
 
 fn present(has: &dyn Fn(&str) -> Availability, module: &str) -> bool {
@@ -110,7 +118,13 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
              can hang the guest in QEMU's multi-threaded TCG; --timeout bounds such a run"
         ));
     }
-    let mut devices = plan::plan(&has, opts.fs, unavailable.virtiofsd, opts.transport, unavailable.vsock)?;
+    let fs = match opts.fs {
+        crate::cli::Fs::Auto if unavailable.prefer_9p && plan::NINEP.iter().all(|m| present(&has, m)) => {
+            crate::cli::Fs::NineP
+        }
+        fs => fs,
+    };
+    let mut devices = plan::plan(&has, fs, unavailable.virtiofsd, opts.transport, unavailable.vsock)?;
     if unavailable.no_microvm && devices.machine == plan::Machine::Microvm {
         if !present(&has, "virtio_pci") {
             return Err(Error::NoVirtioTransport);
@@ -140,6 +154,10 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
     let build = virt_sandbox_initrd::BuildOptions { strip_signatures: !kernel.requires_signed_modules() };
     let initrd = virt_sandbox_initrd::lookup_or_build(&cache, &init, &modules, &build).map_err(Error::BuildInitrd)?;
     let initrd_path = initrd.path().to_owned();
+    let initrd_id = match &initrd {
+        Cached::Hit(path) => path.clone(),
+        Cached::Built(staged) => staged.final_path(),
+    };
     cx.timeline.mark(match initrd {
         Cached::Hit(_) => "initrd (cache hit)",
         Cached::Built(_) => "initrd (built)",
@@ -147,6 +165,10 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
     let (boot_image, why) = boot_image::choose(&kernel, &cache);
     cx.timeline.mark("kernel image ready");
     let boot_name = boot_image.name();
+    let mut kernel_id = boot_name.as_os_str().as_encoded_bytes().to_vec();
+    if let Ok(meta) = std::fs::metadata(&kernel.image) {
+        kernel_id.extend(file_identity(&meta));
+    }
     let mut staged: Vec<Staged> = boot_image.staged.into_iter().collect();
     if let Cached::Built(s) = initrd {
         staged.push(s);
@@ -175,7 +197,8 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
         (cx.notice)(&net.describe("QEMU (slirp)"));
     }
     let stdio = spec.stdio_or(protocol::Stdio::Relay);
-    let run_spec = spec.run_spec(layout.mounts.clone(), stdio, protocol::Security::default(), include_entries);
+    let mut run_spec = spec.run_spec(layout.mounts.clone(), stdio, protocol::Security::default(), include_entries);
+    run_spec.fresh = Some(fresh_entropy().map_err(Error::Entropy)?);
     Ok(VmPlan {
         accel,
         cpus,
@@ -185,6 +208,8 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
         layout,
         kernel: boot_image.path,
         initrd: initrd_path,
+        kernel_id,
+        initrd_id,
         append_base: AppendBase { debug: spec.debug, tsc_khz: tsc },
         staged,
         run_spec,
@@ -195,6 +220,23 @@ pub fn prepare(spec: &Spec, opts: &VmOptions, unavailable: Unavailable, cx: &mut
         }),
         temp,
     })
+}
+
+/// A file's identity, which a rebuild, an upgrade or a copy over it changes (cheaper than
+/// hashing the content on every launch).
+pub fn file_identity(m: &std::fs::Metadata) -> Vec<u8> {
+    use std::os::unix::fs::MetadataExt;
+    [m.dev(), m.ino(), m.size(), m.mtime() as u64, m.mtime_nsec() as u64].iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// What makes this VM distinct from every other restored from the same snapshot (see
+/// `protocol::Fresh`): 64 bytes from the host's RNG; the clock is read by the session
+/// as it sends the run spec.
+fn fresh_entropy() -> std::io::Result<protocol::Fresh> {
+    use std::io::Read;
+    let mut entropy = vec![0u8; 64];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut entropy)?;
+    Ok(protocol::Fresh { entropy: entropy.into(), realtime_ns: 0 })
 }
 
 /// Stores what this launch added to the cache, from a thread of its own while the VM

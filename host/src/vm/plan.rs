@@ -40,7 +40,7 @@ pub struct Plan {
 }
 
 const VIRTIOFS: &[&str] = &["virtiofs"];
-const NINEP: &[&str] = &["9pnet_virtio", "9p"];
+pub const NINEP: &[&str] = &["9pnet_virtio", "9p"];
 /// The channel's guest driver per transport (its dependencies come from modules.dep:
 /// vsock, vmw_vsock_virtio_transport_common).
 const CONSOLE: &str = "virtio_console";
