@@ -182,6 +182,9 @@ impl Prepared for Launch {
             choice = match build(&bin, &cfg, saving, &cache, ctl, qmp, boot_limit, debug) {
                 Ok(found) => {
                     cx.timeline.mark("snapshot saved");
+                    if verbose {
+                        (cx.notice)(&format!("warm start: restoring {}", found.path.display()));
+                    }
                     warm::Choice::Restore(found)
                 }
                 Err(e) => {
