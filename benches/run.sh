@@ -4,11 +4,14 @@
 #
 #   startup  floor      the same QEMU, machine type, kernel (our cached PVH vmlinux), kernel
 #                       command line and vCPUs, booting a static init that powers off at once
-#            vm-warm    virt-sandbox -- /bin/true, initrd and vmlinux cached
+#            vm-boot    virt-sandbox -- /bin/true, initrd and vmlinux cached (cloud kernel:
+#                       virtiofs, which QEMU cannot snapshot, so a cold boot)
+#            warm       virt-sandbox --kernel GENERIC -- /bin/true: restored from a
+#                       snapshot (warm start; 9p root); warm-cold: the same VM booted
 #            vm-cold    the same with an empty initrd cache (the initrd is built; the
 #                       kernel's vmlinux, extracted once per installed kernel, is kept)
 #            vm-first   nothing cached at all: the first run after a kernel install
-#            vm-vsock   vm-warm with the control channel over vsock (--transport vsock;
+#            vm-vsock   vm-boot with the control channel over vsock (--transport vsock;
 #                       vhost-device-vsock where there is no /dev/vhost-vsock)
 #            container  virt-sandbox -c lxc:/// -- /bin/true
 #            bwrap      bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true
@@ -16,10 +19,12 @@
 #   stdout   256 MiB through the VM (over each transport), the container, and a host pipe
 #   memory   the launcher's peak RSS (its own report, --timings=json)
 #
-# Usage: benches/run.sh [RUNS]   (after scripts/setup.sh; bwrap and vng when installed)
+# Usage: benches/run.sh [RUNS] [startup]   (after scripts/setup.sh; bwrap and vng when
+# installed; `startup`: the startup table alone, no stdout or memory figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
+only=${2:-}
 vs=$PWD/target/x86_64-unknown-linux-gnu/release/virt-sandbox
 cloud=$(ls /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -1)
 generic=$(ls /boot/vmlinuz-*-amd64 | grep -v -- -cloud- | sort -V | tail -1 || true)
@@ -49,7 +54,7 @@ floor() {
         -append "$append" \
         -chardev null,id=con -serial chardev:con
 }
-vm_warm() { "$vs" --kernel "$cloud" -- /bin/true; }
+vm_boot() { "$vs" --kernel "$cloud" -- /bin/true; }
 # Fresh cache dirs are made outside the timed region (below, "prep_"), so that only the
 # run is timed; vm_cold's gets a hard link to the already extracted vmlinux.
 prep_vm_cold() { cdir=$(mktemp -d); ln "$vmlinux" "$cdir/" 2>/dev/null || cp "$vmlinux" "$cdir/"; }
@@ -60,9 +65,13 @@ vm_vsock() { "$vs" --kernel "$cloud" --transport vsock -- /bin/true; }
 container() { "$vs" -c lxc:/// -- /bin/true; }
 bwrap_true() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true; }
 vng_true() { (cd "$work" && vng --disable-kvm -r "$generic" -- true >/dev/null 2>&1); }
-vm_generic() { "$vs" --kernel "$generic" -- /bin/true; }
+vm_generic() { "$vs" --kernel "$generic" --cold -- /bin/true; }
+# Warm start (host/src/qemu/warm.rs): the snapshot is saved before the rounds.
+warm() { "$vs" --kernel "$generic" --warm -- /bin/true; }
+warm_cold() { "$vs" --kernel "$generic" --cold --fs 9p -- /bin/true; }
 
-names=(floor vm_warm vm_cold vm_first vm_vsock container)
+names=(floor vm_boot vm_cold vm_first vm_vsock container)
+if [ -n "$generic" ]; then "$vs" --kernel "$generic" --warm -- /bin/true; names+=(warm warm_cold); fi
 command -v bwrap >/dev/null && names+=(bwrap_true)
 if command -v vng >/dev/null && [ -n "$generic" ]; then names+=(vng_true vm_generic); fi
 
@@ -75,7 +84,7 @@ for i in $(seq "$runs"); do
     k=$(( (i - 1) % ${#names[@]} ))
     for n in "${names[@]:k}" "${names[@]:0:k}"; do
         # The fast ones run 4 times per round: their medians need more samples.
-        reps=1; case $n in container|bwrap_true) reps=4;; esac
+        reps=1; case $n in container|bwrap_true) reps=4;; warm) reps=2;; esac
         for _ in $(seq $reps); do
             cdir=""; if declare -F "prep_$n" >/dev/null; then "prep_$n"; fi
             t0=$(ns); $n >/dev/null; t1=$(ns)
@@ -90,6 +99,20 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 # The median of the per-round ratios of two one-per-round series: each round's pair ran
 # back to back, so a machine that slows down or speeds up over the run cancels out.
 paired() { paste "$work/$1.ms" "$work/$2.ms" | awk '{printf "%.4f\n", $1 / $2}' > "$work/$1-$2.ratio"; printf "%.2f" "$(median "$work/$1-$2.ratio")"; }
+
+if [ "$only" = startup ]; then
+    echo "date: $(date -u '+%F %H:%M UTC')  host: $(nproc) cores, $(uname -r)  accel: $accel  rounds: $runs"
+    echo "kernel: $cloud (warm start and vm_generic: ${generic:-none})"
+    echo
+    echo "| measure | median | ratio |"
+    echo "| --- | ---: | ---: |"
+    for n in "${names[@]}"; do echo "| $n | $(m "$n") ms | $(ratio "$(m "$n")" "$(m floor)") × floor |"; done
+    if [ -f "$work/warm.ms" ]; then
+        echo
+        echo "warm start: $(ratio "$(m warm)" "$(m vm_boot)") × the default boot (vm_boot), $(ratio "$(m warm)" "$(m warm_cold)") × the same VM booted (warm_cold)"
+    fi
+    exit 0
+fi
 
 # Throughput: 256 MiB of stdout, interleaved: per round the host pipe and the container
 # (with and without its seccomp filter) three times each, pipe then containers (a host
@@ -124,7 +147,7 @@ done
 mbps() { echo "scale=0; $mib * 1048576 / 1000000 * 1000 / $1" | bc; }
 # The sandboxes' end-to-end figures count their start too; subtract each one's median
 # start for the transfer itself (the container's is also shown with its start included).
-vm_xfer=$(echo "$(m vmout) - $(m vm_warm)" | bc)
+vm_xfer=$(echo "$(m vmout) - $(m vm_boot)" | bc)
 vsock_xfer=$(echo "$(m vmoutv) - $(m vm_vsock)" | bc)
 ct_xfer=$(echo "$(m ctout) - $(m container)" | bc)
 ctfree_xfer=$(echo "$(m ctfree) - $(m container)" | bc)
@@ -140,10 +163,14 @@ echo
 echo "| measure | median | ratio | paired ratio |"
 echo "| --- | ---: | ---: | ---: |"
 echo "| floor: QEMU + kernel + trivial init | $(m floor) ms | 1.00 × floor | |"
-echo "| VM \`-- /bin/true\`, warm cache | $(m vm_warm) ms | $(ratio "$(m vm_warm)" "$(m floor)") × floor | $(paired vm_warm floor) × floor |"
+echo "| VM \`-- /bin/true\`, booted, caches warm | $(m vm_boot) ms | $(ratio "$(m vm_boot)" "$(m floor)") × floor | $(paired vm_boot floor) × floor |"
 echo "| VM \`-- /bin/true\`, cold: empty initrd cache | $(m vm_cold) ms | $(ratio "$(m vm_cold)" "$(m floor)") × floor | $(paired vm_cold floor) × floor |"
 echo "| VM \`-- /bin/true\`, first run: nothing cached (vmlinux extracted too) | $(m vm_first) ms | $(ratio "$(m vm_first)" "$(m floor)") × floor | $(paired vm_first floor) × floor |"
-echo "| VM \`-- /bin/true\` over vsock, warm cache | $(m vm_vsock) ms | $(ratio "$(m vm_vsock)" "$(m floor)") × floor | $(paired vm_vsock floor) × floor; $(paired vm_vsock vm_warm) × default |"
+echo "| VM \`-- /bin/true\` over vsock, warm cache | $(m vm_vsock) ms | $(ratio "$(m vm_vsock)" "$(m floor)") × floor | $(paired vm_vsock floor) × floor; $(paired vm_vsock vm_boot) × default |"
+if [ -f "$work/warm.ms" ]; then
+echo "| VM \`-- /bin/true\` (generic kernel, 9p), booted | $(m warm_cold) ms | $(ratio "$(m warm_cold)" "$(m floor)") × floor | |"
+echo "| VM \`-- /bin/true\` (generic kernel, 9p), warm start: restored | $(m warm) ms | $(ratio "$(m warm)" "$(m vm_boot)") × default boot; $(ratio "$(m warm)" "$(m warm_cold)") × same VM booted; $(ratio "$(m warm)" "$(m floor)") × floor | |"
+fi
 echo "| container \`-- /bin/true\` | $(m container) ms | |"
 if [ -f "$work/bwrap_true.ms" ]; then
 echo "| bwrap \`true\` | $(m bwrap_true) ms | container = $(ratio "$(m container)" "$(m bwrap_true)") × bwrap | $(paired container bwrap_true) × bwrap |"

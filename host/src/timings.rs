@@ -32,6 +32,9 @@ pub struct Phase {
     pub took_ms: f64,
 }
 
+/// Init's mark for a wake from a snapshot (guest-init/src/main.rs).
+const WOKEN: &str = "woken from a snapshot";
+
 impl Timeline {
     pub fn new(start: Instant) -> Self {
         let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -71,9 +74,14 @@ impl Timeline {
     pub fn phases(&self) -> Vec<Phase> {
         let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1000.0;
         let mut points: Vec<(String, f64)> = self.marks.iter().map(|(n, t)| (n.clone(), ms(*t))).collect();
-        let anchor = self.guest.iter().find(|(n, _)| n == "hello").map(|(_, ns)| *ns);
+        // A VM restored from a snapshot: what its init marked before the snapshot was
+        // another VM's boot; its stamps count from the wake, which the host saw as Hello.
+        let woken = self.guest.iter().position(|(n, _)| n == WOKEN);
+        let stamps = &self.guest[woken.unwrap_or(0)..];
+        let anchor_name = if woken.is_some() { WOKEN } else { "hello" };
+        let anchor = stamps.iter().find(|(n, _)| n == anchor_name).map(|(_, ns)| *ns);
         if self.same_kernel {
-            for (name, ns) in &self.guest {
+            for (name, ns) in stamps {
                 points.push((format!("guest: {name}"), (*ns as f64 - self.start_boottime_ns as f64) / 1e6));
             }
         } else if let (Some(at), Some(g_hello)) = (self.hello_at, anchor) {
@@ -84,7 +92,7 @@ impl Timeline {
             if let (Some(at), Some((_, g_last))) = (self.guest_at, self.guest.last()) {
                 offset = offset.min(ms(at) - *g_last as f64 / 1e6);
             }
-            for (name, ns) in &self.guest {
+            for (name, ns) in stamps {
                 points.push((format!("guest: {name}"), *ns as f64 / 1e6 + offset));
             }
         }

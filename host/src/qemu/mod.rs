@@ -195,11 +195,12 @@ impl Prepared for Launch {
         }
         if let warm::Choice::Restore(found) = choice {
             let (ctl, qmp) = (listener.as_ref(), qmp_listener.as_ref());
-            match restore(&bin, &cfg, &found, ctl, qmp, &console, &qemu_err, debug, &mut helpers) {
+            match restore(&bin, &cfg, &found, (ctl, qmp), (&console, &qemu_err), debug, &mut helpers, cx.timeline) {
                 Ok(stream) => {
                     drop(listener);
                     rundir.remove();
-                    cx.timeline.mark("snapshot restored, init woken");
+                    cx.timeline.hello();
+                    cx.timeline.mark("init woken");
                     let mut limits = Limits::relayed(boot_limit, limits_timeout, include_files);
                     limits.greeted = true;
                     let qemu_pid = helpers.qemu.as_ref().map_or(0, Child::id);
@@ -415,12 +416,11 @@ fn restore(
     bin: &Path,
     cfg: &VmConfig,
     found: &snapshot::Found,
-    ctl: Option<&UnixListener>,
-    qmp: Option<&UnixListener>,
-    console: &console::Tail,
-    errs: &console::Tail,
+    (ctl, qmp): (Option<&UnixListener>, Option<&UnixListener>),
+    (console, errs): (&console::Tail, &console::Tail),
     debug: bool,
     helpers: &mut Helpers,
+    timeline: &mut crate::timings::Timeline,
 ) -> Result<UnixStream, String> {
     let (Some(ctl), Some(qmp)) = (ctl, qmp) else { unreachable!("a snapshot's VM has a serial channel and a monitor") };
     let fd = found.file.as_raw_fd();
@@ -428,9 +428,11 @@ fn restore(
     args.extend(cmdline::qmp_args(&local_path(qmp)));
     args.extend(cmdline::incoming_args(fd));
     helpers.qemu = Some(spawn_qemu(bin, args, &[fd], console, errs, debug).map_err(|e| crate::exit::describe(&e))?);
+    timeline.mark("QEMU spawned");
     let mut stream = accept(ctl, helpers.qemu.as_mut()).map_err(|e| crate::exit::describe(&e))?;
     let monitor = accept(qmp, helpers.qemu.as_mut()).map_err(|e| crate::exit::describe(&e))?;
-    warm::wake(monitor, &mut stream, RESTORE_LIMIT).map_err(|e| crate::exit::describe(&e))?;
+    timeline.mark("QEMU connected");
+    warm::wake(monitor, &mut stream, RESTORE_LIMIT, timeline).map_err(|e| crate::exit::describe(&e))?;
     Ok(stream)
 }
 

@@ -98,7 +98,12 @@ pub fn choose(
 }
 
 /// Waits until the restored guest runs, wakes init and reads its Hello.
-pub fn wake(qmp_stream: UnixStream, ctl: &mut UnixStream, limit: Duration) -> Result<(), Error> {
+pub fn wake(
+    qmp_stream: UnixStream,
+    ctl: &mut UnixStream,
+    limit: Duration,
+    timeline: &mut crate::timings::Timeline,
+) -> Result<(), Error> {
     let mut qmp = Qmp::handshake(qmp_stream, limit)?;
     // The snapshot was taken of a stopped VM, so QEMU leaves the loaded one paused.
     let deadline = Instant::now() + limit;
@@ -111,6 +116,7 @@ pub fn wake(qmp_stream: UnixStream, ctl: &mut UnixStream, limit: Duration) -> Re
             other => return Err(Error::Migration(format!("the restored VM is {}", other.unwrap_or("in no state")))),
         };
     }
+    timeline.mark("snapshot loaded, VM running");
     let frame = protocol::encode(&HostMsg::Wake).map_err(|e| Error::Channel(e.to_string()))?;
     ctl.write_all(&frame).map_err(|e| Error::Channel(format!("waking init: {e}")))?;
     read_hello(ctl, limit)
