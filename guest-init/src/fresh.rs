@@ -30,7 +30,10 @@ pub fn apply(fresh: &Fresh) -> Result<(), Failure> {
 
 fn reseed(entropy: &[u8]) -> Result<(), Failure> {
     if entropy.len() < MIN_ENTROPY {
-        return Err(Failure::new("fresh", format!("{} bytes of entropy from the host, not {MIN_ENTROPY}", entropy.len())));
+        return Err(Failure::new(
+            "fresh",
+            format!("{} bytes of entropy from the host, not {MIN_ENTROPY}", entropy.len()),
+        ));
     }
     // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
     let mut info = Vec::with_capacity(8 + entropy.len());

@@ -249,12 +249,14 @@ fn decide(
     // already run (its output reaches our caller before we read Hello), so the signal
     // is the command's, forwarded once the includes are out, as below.
     let mut signalled: Option<(i32, Instant)> = None;
-    while !limits.greeted {
+    // A backend that read the Hello itself (a restored VM) skips the wait.
+    let mut greeted = limits.greeted;
+    while !greeted {
         let until = gone.as_ref().map_or(boot_deadline, |(t, _)| boot_deadline.min(*t + GONE_DRAIN_LIMIT));
         match wait(&rx, Some(until)) {
             Some(Event::Hello(v)) if v == PROTOCOL_VERSION => {
                 timeline.hello();
-                break;
+                greeted = true;
             }
             Some(Event::Hello(v)) => {
                 return Outcome::failed(format!(

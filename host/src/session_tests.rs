@@ -145,7 +145,8 @@ fn the_sandbox_is_torn_down_once_the_exit_status_is_read_not_when_the_guest_hang
     let (tx, rx) = mpsc::channel();
     let mut torn_down = 0;
     let start = Instant::now();
-    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down += 1);
+    let outcome =
+        run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down += 1);
     assert_eq!(outcome, Outcome::Command(ExitStatus::Code(3)));
     assert_eq!(torn_down, 1);
     // The channel's end is awaited at most briefly after the teardown (our fake peer
@@ -161,7 +162,8 @@ fn anything_after_the_exit_status_is_a_protocol_error_found_after_the_teardown()
     });
     let (tx, rx) = mpsc::channel();
     let mut torn_down = false;
-    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down = true);
+    let outcome =
+        run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || torn_down = true);
     assert!(torn_down);
     assert_eq!(outcome, Outcome::failed("protocol error: unexpected timings after the exit status"));
 }
@@ -296,6 +298,7 @@ fn a_channel_cut_by_the_teardown_after_the_exit_status_is_no_protocol_error() {
     theirs.write_all(&[100, 0, 0, 0, 1, 2]).unwrap();
     let (tx, rx) = mpsc::channel();
     let mut peer = Some(theirs);
-    let outcome = run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || drop(peer.take()));
+    let outcome =
+        run(ours, spec(), &limits(), None, (tx, rx), &mut Timeline::new(Instant::now()), &mut || drop(peer.take()));
     assert_eq!(outcome, Outcome::Command(ExitStatus::Code(4)));
 }

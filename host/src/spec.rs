@@ -214,7 +214,9 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
         return Err(Error::VmOnly { option: "--transport" });
     }
     // Snapshots are the QEMU backend's: libvirt's domains and containers always start anew.
-    if let (Kind::Container | Kind::Libvirt, Some(option)) = (kind, [(cli.warm, "--warm"), (cli.cold, "--cold")].iter().find(|o| o.0).map(|o| o.1)) {
+    if let (Kind::Container | Kind::Libvirt, Some(option)) =
+        (kind, [(cli.warm, "--warm"), (cli.cold, "--cold")].iter().find(|o| o.0).map(|o| o.1))
+    {
         return Err(Error::QemuOnly { option });
     }
     let network = network::parse(&cli.network).map_err(Error::Network)?;

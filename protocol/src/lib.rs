@@ -12,8 +12,8 @@ pub use frame::{
     decode, encode, output_frame_header, write_frame, FrameError, FrameReader, MAX_FRAME, OUTPUT_HEADER_MAX,
 };
 pub use messages::{
-    ExitStatus, Fresh, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, NetConfig, RunSpec, Security,
-    Stdio, PROTOCOL_VERSION,
+    ExitStatus, Fresh, GuestMsg, HostMsg, Identity, IncludeEntry, IncludeKind, Mount, MountKind, NetConfig, RunSpec,
+    Security, Stdio, PROTOCOL_VERSION,
 };
 pub use transport::{BadTransport, Transport, VSOCK_HOST_CID};
 

@@ -171,7 +171,12 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
 
 /// A QMP monitor, connected to our socket at `path` (as the control channel is).
 pub fn qmp_args(path: &Path) -> Vec<OsString> {
-    vec!["-chardev".into(), with_path("socket,id=qmp,path=", path, ""), "-mon".into(), "chardev=qmp,mode=control".into()]
+    vec![
+        "-chardev".into(),
+        with_path("socket,id=qmp,path=", path, ""),
+        "-mon".into(),
+        "chardev=qmp,mode=control".into(),
+    ]
 }
 
 /// Restores the VM from the snapshot open as `fd` (inherited) instead of booting it;

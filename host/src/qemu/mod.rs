@@ -219,7 +219,10 @@ impl Prepared for Launch {
                     cache.discard(&found);
                     let said = qemu_err.last_lines(3);
                     let said = if said.is_empty() { String::new() } else { format!(": {}", said.replace('\n', "; ")) };
-                    (cx.notice)(&format!("the snapshot {} did not restore ({e}{said}); removed it, booting cold", found.path.display()));
+                    (cx.notice)(&format!(
+                        "the snapshot {} did not restore ({e}{said}); removed it, booting cold",
+                        found.path.display()
+                    ));
                     choice = warm::Choice::Cold;
                 }
             }
@@ -465,7 +468,11 @@ fn build(
     warm::read_hello(&mut stream, boot_limit).map_err(|e| said(&e))?;
     let path = warm::save(&mut monitor, saving, cache).map_err(|e| said(&e))?;
     helpers.stop();
-    let key = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("snapshot-")).and_then(|n| n.strip_suffix(".vmstate"));
+    let key = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("snapshot-"))
+        .and_then(|n| n.strip_suffix(".vmstate"));
     key.and_then(|k| cache.lookup(k)).ok_or_else(|| format!("{} vanished after it was saved", path.display()))
 }
 

@@ -120,8 +120,7 @@ impl Cache {
         }
         let path = self.path(key);
         let tmp = self.dir.join(format!(".snapshot-{key}.vmstate.{}.0.tmp", std::process::id()));
-        let file =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).ok()?;
+        let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).ok()?;
         Some(Saving { path, tmp, file: Some(file), _lock: lock })
     }
 
@@ -141,7 +140,7 @@ impl Cache {
             .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".vmstate")))
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect();
-        snapshots.sort_by(|a, b| b.0.cmp(&a.0));
+        snapshots.sort_by_key(|s| std::cmp::Reverse(s.0));
         for (_, path) in snapshots.into_iter().skip(KEEP) {
             let _ = fs::remove_file(path);
         }

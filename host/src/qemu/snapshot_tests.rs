@@ -1,8 +1,8 @@
 use super::*;
-use std::io::Write;
 use crate::accel::Chosen;
 use crate::vm::layout::ShareConfig;
 use crate::vm::plan::Machine;
+use std::io::Write;
 
 fn cfg() -> VmConfig {
     VmConfig {
@@ -85,7 +85,7 @@ fn a_saved_snapshot_is_0600_under_its_name_and_no_temporary_file_stays() {
     let (_d, cache) = temp_cache();
     assert!(cache.lookup("k1").is_none());
     let saving = cache.begin("k1", false).unwrap();
-    (&*saving.file()).write_all(b"state").unwrap();
+    saving.file().write_all(b"state").unwrap();
     let path = saving.commit(&cache).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -109,7 +109,7 @@ fn a_discarded_snapshot_goes_but_not_a_newer_one_in_its_place() {
     let (_d, cache) = temp_cache();
     let save = |c: &Cache| {
         let s = c.begin("k", false).unwrap();
-        (&*s.file()).write_all(b"x").unwrap();
+        s.file().write_all(b"x").unwrap();
         s.commit(c).unwrap()
     };
     save(&cache);
@@ -127,7 +127,7 @@ fn only_the_most_recently_used_snapshots_are_kept() {
     let (_d, cache) = temp_cache();
     for i in 0..KEEP + 2 {
         let s = cache.begin(&format!("k{i}"), false).unwrap();
-        (&*s.file()).write_all(b"x").unwrap();
+        s.file().write_all(b"x").unwrap();
         s.commit(&cache).unwrap();
         // mtimes must differ for the order to be seen.
         std::thread::sleep(std::time::Duration::from_millis(20));
