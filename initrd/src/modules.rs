@@ -48,7 +48,10 @@ pub struct ModuleTree {
     loadable: HashMap<String, Entry>,
     builtin: HashSet<String>,
     /// `(pattern, module)` pairs, both normalised, in file order: built-ins' aliases first.
-    aliases: Vec<(String, String)>,
+    /// Read on the first name that is no module's: a distribution kernel's modules.alias
+    /// is over 1 MiB, and parsing it was most of a launch's module work (the sandbox's
+    /// own modules are asked for by name).
+    aliases: std::sync::OnceLock<Vec<(String, String)>>,
 }
 
 impl ModuleTree {
@@ -63,31 +66,40 @@ impl ModuleTree {
             return Err(Error::ReadModuleIndex { path: dep_path, source: io::Error::from(io::ErrorKind::NotFound) });
         };
         let mut tree =
-            ModuleTree { dir: dir.to_owned(), loadable: HashMap::new(), builtin: HashSet::new(), aliases: Vec::new() };
+            ModuleTree { dir: dir.to_owned(), loadable: HashMap::new(), builtin: HashSet::new(), aliases: Default::default() };
         tree.parse_dep(&dep, &dep_path)?;
 
         if let Some(text) = read_index(&dir.join("modules.builtin"))? {
             let names = text.lines().filter(|l| !l.trim().is_empty());
             tree.builtin.extend(names.map(|l| module_name(l.trim())));
         }
+        Ok(tree)
+    }
+
+    /// The alias table, read once.
+    fn aliases(&self) -> Result<&[(String, String)], Error> {
+        if let Some(a) = self.aliases.get() {
+            return Ok(a);
+        }
+        let mut aliases = Vec::new();
         // NUL-separated `module.key=value` records; the aliases of built-in modules
         // (`virtiofs.alias=fs-virtiofs`) are only here, not in modules.alias.
-        if let Some(text) = read_index(&dir.join("modules.builtin.modinfo"))? {
+        if let Some(text) = read_index(&self.dir.join("modules.builtin.modinfo"))? {
             for record in text.split('\0') {
                 if let Some((module, alias)) = record.split_once(".alias=") {
-                    tree.aliases.push((normalise_alias(alias), normalise_name(module)));
+                    aliases.push((normalise_alias(alias), normalise_name(module)));
                 }
             }
         }
-        if let Some(text) = read_index(&dir.join("modules.alias"))? {
+        if let Some(text) = read_index(&self.dir.join("modules.alias"))? {
             for line in text.lines() {
                 let mut words = line.split_whitespace();
                 if let (Some("alias"), Some(pattern), Some(module)) = (words.next(), words.next(), words.next()) {
-                    tree.aliases.push((normalise_alias(pattern), normalise_name(module)));
+                    aliases.push((normalise_alias(pattern), normalise_name(module)));
                 }
             }
         }
-        Ok(tree)
+        Ok(self.aliases.get_or_init(|| aliases))
     }
 
     fn parse_dep(&mut self, text: &str, path: &Path) -> Result<(), Error> {
@@ -129,7 +141,7 @@ impl ModuleTree {
     /// Whether this kernel has `name`, given as a module name (`virtio-mmio` or
     /// `virtio_mmio`) or an alias (`fs-9p`, `virtio:d00000009v00001AF4`).
     pub fn availability(&self, name: &str) -> Availability {
-        match self.canonical(name) {
+        match self.canonical(name).ok().flatten() {
             Some(module) if self.builtin.contains(&module) => Availability::Builtin,
             Some(module) => match self.loadable.get(&module) {
                 Some(entry) => Availability::Module(self.dir.join(&entry.rel)),
@@ -150,7 +162,7 @@ impl ModuleTree {
         let mut done = HashSet::new();
         for want in wanted {
             let missing = || Error::MissingModule { name: (*want).to_owned(), dir: self.dir.clone() };
-            let module = self.canonical(want).ok_or_else(missing)?;
+            let module = self.canonical(want)?.ok_or_else(missing)?;
             if self.builtin.contains(&module) {
                 continue;
             }
@@ -194,16 +206,17 @@ impl ModuleTree {
 
     /// The module name that `name` means: itself when it is a module, else the first
     /// module whose alias pattern matches it.
-    fn canonical(&self, name: &str) -> Option<String> {
+    fn canonical(&self, name: &str) -> Result<Option<String>, Error> {
         let as_module = normalise_name(name);
         if self.builtin.contains(&as_module) || self.loadable.contains_key(&as_module) {
-            return Some(as_module);
+            return Ok(Some(as_module));
         }
         let as_alias = normalise_alias(name);
-        self.aliases
+        Ok(self
+            .aliases()?
             .iter()
             .find(|(pattern, _)| glob_match(pattern.as_bytes(), as_alias.as_bytes()))
-            .map(|(_, module)| module.clone())
+            .map(|(_, module)| module.clone()))
     }
 }
 
