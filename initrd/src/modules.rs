@@ -65,8 +65,12 @@ impl ModuleTree {
         let Some(dep) = read_index(&dep_path)? else {
             return Err(Error::ReadModuleIndex { path: dep_path, source: io::Error::from(io::ErrorKind::NotFound) });
         };
-        let mut tree =
-            ModuleTree { dir: dir.to_owned(), loadable: HashMap::new(), builtin: HashSet::new(), aliases: Default::default() };
+        let mut tree = ModuleTree {
+            dir: dir.to_owned(),
+            loadable: HashMap::new(),
+            builtin: HashSet::new(),
+            aliases: Default::default(),
+        };
         tree.parse_dep(&dep, &dep_path)?;
 
         if let Some(text) = read_index(&dir.join("modules.builtin"))? {
