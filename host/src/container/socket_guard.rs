@@ -71,7 +71,8 @@ pub fn program() -> Vec<libc::sock_filter> {
 /// What `-v` says of the guard.
 pub fn describe(guard: Option<&Places>) -> String {
     if guard.is_none() {
-        return "unix sockets: unguarded (seccomp=unconfined): the command can connect to any host socket it sees".into();
+        return "unix sockets: unguarded (seccomp=unconfined): the command can connect to any host socket it sees"
+            .into();
     }
     // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) reads no
     // memory and returns the ABI version or -1.

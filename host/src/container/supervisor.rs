@@ -105,7 +105,11 @@ impl Target<'_> {
     fn still_valid(&self) -> Result<(), Errno> {
         // SAFETY: ID_VALID reads one u64, which outlives the call.
         let rc = unsafe { libc::ioctl(self.shared.listener.as_raw_fd(), NOTIF_ID_VALID, &self.id) };
-        if rc == 0 { Ok(()) } else { Err(libc::ENOENT) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(libc::ENOENT)
+        }
     }
 
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
@@ -133,7 +137,11 @@ impl Target<'_> {
         let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: data.len() };
         // SAFETY: local is only read; remote is written in the target's address space.
         let n = unsafe { libc::process_vm_writev(self.tid as libc::pid_t, &local, 1, &remote, 1, 0) };
-        if n == data.len() as isize { Ok(()) } else { Err(libc::EFAULT) }
+        if n == data.len() as isize {
+            Ok(())
+        } else {
+            Err(libc::EFAULT)
+        }
     }
 
     /// The target's open file at `fd`, now ours too.
@@ -155,12 +163,16 @@ impl Target<'_> {
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: SO_DOMAIN writes one int into family, len says so; both outlive the call.
         let rc = unsafe {
-            libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN, (&mut family as *mut i32).cast(), &mut len)
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DOMAIN,
+                (&mut family as *mut i32).cast(),
+                &mut len,
+            )
         };
         syscall_result(rc as i64)?;
-        let pathname = addr.len() > 2
-            && u16::from_ne_bytes([addr[0], addr[1]]) == libc::AF_UNIX as u16
-            && addr[2] != 0;
+        let pathname = addr.len() > 2 && u16::from_ne_bytes([addr[0], addr[1]]) == libc::AF_UNIX as u16 && addr[2] != 0;
         if family != libc::AF_UNIX || !pathname {
             return Ok((addr, None));
         }
@@ -246,8 +258,11 @@ fn send_one(t: &Target, sock: BorrowedFd, at: u64, flags: i32) -> Result<i64, Er
     if m.msg_iovlen > MAX_IOV {
         return Err(libc::EMSGSIZE);
     }
-    let addr =
-        if m.msg_name.is_null() { Vec::new() } else { t.read(m.msg_name as u64, (m.msg_namelen as usize).min(MAX_ADDR))? };
+    let addr = if m.msg_name.is_null() {
+        Vec::new()
+    } else {
+        t.read(m.msg_name as u64, (m.msg_namelen as usize).min(MAX_ADDR))?
+    };
     let iovs = t.read(m.msg_iov as u64, m.msg_iovlen * std::mem::size_of::<libc::iovec>())?;
     let mut data = Vec::new();
     for iov in iovs.chunks_exact(std::mem::size_of::<libc::iovec>()) {
@@ -314,7 +329,11 @@ fn take_fds(t: &Target, control: &mut [u8]) -> Result<Vec<OwnedFd>, Errno> {
 }
 
 fn syscall_result(rc: i64) -> Result<i64, Errno> {
-    if rc < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) } else { Ok(rc) }
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    } else {
+        Ok(rc)
+    }
 }
 
 /// A pidfd for the process of thread `tid` (pidfd_open takes only a thread-group leader
