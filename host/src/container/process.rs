@@ -89,9 +89,9 @@ pub fn spawn(l: &Launch) -> Result<Started, Error> {
     if pid == 0 {
         let exe = Exe { fd: l.init.as_fd(), size: init_size, path: &init_path, id: init_id };
         let ambient = l.idmap.as_ref().is_some_and(|m| m.ambient_caps);
+        let guard = l.guard.map(|prog| Guard { prog, report: guard_w.as_fd() });
         // SAFETY: argv and envp are null-terminated arrays of pointers to the strings
         // argv0 and env, which live on in this process until it execs or exits.
-        let guard = l.guard.map(|prog| Guard { prog, report: guard_w.as_fd() });
         let errno = unsafe { child(&sync_r, l.control.as_fd(), exe, &argv, &envp, ambient, last_cap, guard) };
         let _ = rustix::io::write(&err_w, &errno.to_ne_bytes());
         // SAFETY: _exit(2) ends this copy at once, running none of the exit handlers and

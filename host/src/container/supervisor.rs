@@ -10,8 +10,9 @@
 //! call is never let through to the kernel (SECCOMP_USER_NOTIF_FLAG_CONTINUE), which
 //! would read the target's memory a second time.
 //!
-//! Calls that may block (a connect to a busy listener, a send to a full queue) run on a
-//! thread of their own, so one target never stalls another.
+//! Calls that may block (a connect to a busy listener, a send to a full queue) run on
+//! worker threads, a new one whenever none is idle, so one target never stalls another;
+//! idle workers wait for the next call (a thread per call cost ~0.2 ms a sendmsg here).
 
 use super::socket_guard::{Errno, Policy};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -35,6 +36,29 @@ struct Shared {
     policy: Policy,
 }
 
+/// Workers waiting for a call: `idle` counts those that will take the next one (the
+/// dispatcher claims one before sending, so a call never queues behind a blocked one).
+struct Pool {
+    idle: std::sync::atomic::AtomicUsize,
+    jobs: std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+}
+
+/// A worker's task: a whole call, or the rest of a blocking caller's stream send that
+/// the dispatcher began without blocking.
+enum Job {
+    Call(libc::seccomp_notif),
+    Rest { id: u64, sock: OwnedFd, data: Vec<u8>, sent: usize },
+}
+
+/// How a call is made. The dispatcher (`Now`) never blocks: a blocking caller's send
+/// that would block goes to a worker (`Later`), and so does the rest of a stream send it
+/// could only begin.
+enum Outcome {
+    Done(Result<i64, Errno>),
+    Later,
+    Rest { sock: OwnedFd, data: Vec<u8>, sent: usize },
+}
+
 /// Starts answering `listener`'s notifications; the thread ends when the last process
 /// under the filter is gone.
 pub fn start(listener: OwnedFd, policy: Policy) -> std::io::Result<()> {
@@ -44,6 +68,9 @@ pub fn start(listener: OwnedFd, policy: Policy) -> std::io::Result<()> {
 }
 
 fn serve(shared: Arc<Shared>) {
+    use std::sync::atomic::Ordering;
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let pool = Arc::new(Pool { idle: 0.into(), jobs: std::sync::Mutex::new(queue) });
     loop {
         let mut pfd = libc::pollfd { fd: shared.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd, alive for the call. (rustix's poll is behind a feature this
@@ -68,14 +95,48 @@ fn serve(shared: Arc<Shared>) {
                 _ => return,
             }
         }
-        let shared2 = Arc::clone(&shared);
-        let work = move || {
-            let answer = handle(&shared2, &req);
-            respond(shared2.listener.as_fd(), req.id, answer);
+        // Sends are tried here first, without blocking: a hop to a worker thread costs
+        // more than the call.
+        let job = match req.data.nr as i64 {
+            libc::SYS_sendmsg | libc::SYS_sendto => match handle(&shared, &req, true) {
+                Outcome::Done(answer) => {
+                    respond(shared.listener.as_fd(), req.id, answer);
+                    continue;
+                }
+                Outcome::Later => Job::Call(req),
+                Outcome::Rest { sock, data, sent } => Job::Rest { id: req.id, sock, data, sent },
+            },
+            _ => Job::Call(req),
         };
-        if std::thread::Builder::new().stack_size(256 << 10).spawn(work).is_err() {
-            respond(shared.listener.as_fd(), req.id, Err(libc::EAGAIN));
+        let claimed = pool.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        if !claimed {
+            let (shared2, pool2) = (Arc::clone(&shared), Arc::clone(&pool));
+            let spawned = std::thread::Builder::new().stack_size(256 << 10).spawn(move || work(&shared2, &pool2));
+            if spawned.is_err() {
+                respond(shared.listener.as_fd(), req.id, Err(libc::EAGAIN));
+                continue;
+            }
         }
+        if jobs.send(job).is_err() {
+            return;
+        }
+    }
+}
+
+/// A worker: takes calls until the dispatcher is gone.
+fn work(shared: &Shared, pool: &Pool) {
+    loop {
+        let next = pool.jobs.lock().map(|q| q.recv());
+        let (id, answer) = match next {
+            Ok(Ok(Job::Call(req))) => match handle(shared, &req, false) {
+                Outcome::Done(answer) => (req.id, answer),
+                _ => unreachable!("a worker's call blocks instead"),
+            },
+            Ok(Ok(Job::Rest { id, sock, data, sent })) => (id, Ok(send_rest(sock.as_fd(), &data, sent))),
+            _ => return,
+        };
+        respond(shared.listener.as_fd(), id, answer);
+        pool.idle.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -190,7 +251,70 @@ impl Target<'_> {
     }
 }
 
-fn handle(shared: &Shared, req: &libc::seccomp_notif) -> Result<i64, Errno> {
+/// The rest of a stream send, blocking; the count sent in all (an error after some data
+/// went is a short count, as the kernel's own send reports it).
+fn send_rest(sock: BorrowedFd, data: &[u8], mut sent: usize) -> i64 {
+    while sent < data.len() {
+        // SAFETY: the bytes from `sent` on are a buffer of ours, alive for the call.
+        let n = unsafe {
+            libc::send(sock.as_raw_fd(), data[sent..].as_ptr().cast(), data.len() - sent, libc::MSG_NOSIGNAL)
+        };
+        if n <= 0 {
+            break;
+        }
+        sent += n as usize;
+    }
+    sent as i64
+}
+
+fn handle(shared: &Shared, req: &libc::seccomp_notif, now: bool) -> Outcome {
+    match call(shared, req, now) {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Done(Err(e)),
+    }
+}
+
+/// How `sock`'s send is made: `now` tries without blocking; the flags to use, and
+/// whether the caller would have blocked.
+/// Always MSG_NOSIGNAL: a broken pipe's SIGPIPE is the target's (`pipe_signal`), not
+/// the launcher's.
+fn send_flags(sock: BorrowedFd, flags: i32, now: bool) -> (i32, bool) {
+    let nonblocking = rustix::fs::fcntl_getfl(sock).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+    let blocks = flags & libc::MSG_DONTWAIT == 0 && !nonblocking;
+    let flags = flags | libc::MSG_NOSIGNAL;
+    (if now && blocks { flags | libc::MSG_DONTWAIT } else { flags }, blocks)
+}
+
+/// The SIGPIPE the kernel would have sent the target for its send on a broken stream.
+fn pipe_signal(t: &Target, flags: u64, result: &Result<i64, Errno>) {
+    if *result == Err(libc::EPIPE) && flags as i32 & libc::MSG_NOSIGNAL == 0 {
+        // SAFETY: pidfd_send_signal(2) with no siginfo reads no memory of ours.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, t.pidfd.as_raw_fd(), libc::SIGPIPE, 0usize, 0u32) };
+    }
+}
+
+/// What a send tried `now` on behalf of a caller that `blocks` comes to.
+fn after_send(result: Result<i64, Errno>, now: bool, blocks: bool, sock: OwnedFd, data: Vec<u8>) -> Outcome {
+    match result {
+        Err(libc::EAGAIN) if now && blocks => Outcome::Later,
+        Ok(n) if now && blocks && (n as usize) < data.len() && is_stream(sock.as_fd()) => {
+            Outcome::Rest { sock, data, sent: n as usize }
+        }
+        r => Outcome::Done(r),
+    }
+}
+
+fn is_stream(sock: BorrowedFd) -> bool {
+    let mut kind: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_TYPE writes one int into kind, len says so; both outlive the call.
+    let rc = unsafe {
+        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut i32).cast(), &mut len)
+    };
+    rc == 0 && kind == libc::SOCK_STREAM
+}
+
+fn call(shared: &Shared, req: &libc::seccomp_notif, now: bool) -> Result<Outcome, Errno> {
     let pidfd = pidfd_of(req.pid)?;
     let t = Target { shared, id: req.id, tid: req.pid, pidfd };
     t.still_valid()?;
@@ -203,7 +327,7 @@ fn handle(shared: &Shared, req: &libc::seccomp_notif) -> Result<i64, Errno> {
             let (addr, _keep) = t.destination(sock.as_fd(), addr)?;
             // SAFETY: addr is a buffer of addr.len() bytes that outlives the call.
             let rc = unsafe { libc::connect(sock.as_raw_fd(), addr.as_ptr().cast(), addr.len() as u32) };
-            syscall_result(rc as i64)
+            Ok(Outcome::Done(syscall_result(rc as i64)))
         }
         libc::SYS_sendto => {
             let sock = t.file(a[0])?;
@@ -211,22 +335,28 @@ fn handle(shared: &Shared, req: &libc::seccomp_notif) -> Result<i64, Errno> {
             let addr = t.read(a[4], (a[5] as usize).min(MAX_ADDR))?;
             t.still_valid()?;
             let (addr, _keep) = t.destination(sock.as_fd(), addr)?;
+            let (flags, blocks) = send_flags(sock.as_fd(), a[3] as i32, now);
             // SAFETY: data and addr are buffers of their lengths that outlive the call.
             let rc = unsafe {
                 libc::sendto(
                     sock.as_raw_fd(),
                     data.as_ptr().cast(),
                     data.len(),
-                    a[3] as i32,
+                    flags,
                     addr.as_ptr().cast(),
                     addr.len() as u32,
                 )
             };
-            syscall_result(rc as i64)
+            let result = syscall_result(rc as i64);
+            pipe_signal(&t, a[3], &result);
+            Ok(after_send(result, now, blocks, sock, data))
         }
         libc::SYS_sendmsg => {
             let sock = t.file(a[0])?;
-            send_one(&t, sock.as_fd(), a[1], a[2] as i32)
+            let (flags, blocks) = send_flags(sock.as_fd(), a[2] as i32, now);
+            let (result, data) = send_one(&t, sock.as_fd(), a[1], flags)?;
+            pipe_signal(&t, a[2], &result);
+            Ok(after_send(result, now, blocks, sock, data))
         }
         libc::SYS_sendmmsg => {
             let sock = t.file(a[0])?;
@@ -235,22 +365,25 @@ fn handle(shared: &Shared, req: &libc::seccomp_notif) -> Result<i64, Errno> {
             let mut sent = 0;
             while sent < n {
                 let at = a[1] + sent as u64 * size;
-                match send_one(&t, sock.as_fd(), at, a[3] as i32) {
+                let flags = a[3] as i32 | libc::MSG_NOSIGNAL;
+                match send_one(&t, sock.as_fd(), at, flags).and_then(|(r, _)| r) {
                     Ok(len) => t.write(at + std::mem::size_of::<libc::msghdr>() as u64, &(len as u32).to_ne_bytes())?,
                     Err(e) if sent == 0 => return Err(e),
                     Err(_) => break,
                 }
                 sent += 1;
             }
-            Ok(sent as i64)
+            Ok(Outcome::Done(Ok(sent as i64)))
         }
         _ => Err(libc::ENOSYS),
     }
 }
 
 /// One sendmsg: the target's msghdr at `at`, its name, data and control messages read,
-/// SCM_RIGHTS fds taken from the target, then sent from here.
-fn send_one(t: &Target, sock: BorrowedFd, at: u64, flags: i32) -> Result<i64, Errno> {
+/// SCM_RIGHTS fds taken from the target, then sent from here. Err: the call is not
+/// made; Ok: its result, and the data it carried.
+type Sent = (Result<i64, Errno>, Vec<u8>);
+fn send_one(t: &Target, sock: BorrowedFd, at: u64, flags: i32) -> Result<Sent, Errno> {
     let raw = t.read(at, std::mem::size_of::<libc::msghdr>())?;
     // SAFETY: raw holds size_of::<msghdr>() bytes; msghdr is plain data (its pointers are
     // the target's and are only passed to process_vm_readv).
@@ -290,7 +423,7 @@ fn send_one(t: &Target, sock: BorrowedFd, at: u64, flags: i32) -> Result<i64, Er
     // SAFETY: every pointer in msg is to a buffer of ours of the length given, alive
     // until the call returns.
     let rc = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
-    syscall_result(rc as i64)
+    Ok((syscall_result(rc as i64), data))
 }
 
 /// Rewrites the control messages for sending from here: SCM_RIGHTS fds become ours
