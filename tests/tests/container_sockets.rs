@@ -218,7 +218,9 @@ print(ok > 0, denied > 0, other)
 "#,
         host = host.path()
     );
-    let r = C.run(&["--", "python3", "-c", &script]);
+    // A connection that reached the host would hang the client on its recv: the
+    // timeout turns that into a failure.
+    let r = C.run(&["--timeout", "30s", "--", "python3", "-c", &script]);
     assert_eq!(r.stdout_str(), "True True 0\n", "{r:?}");
     assert_eq!(host.received(), b"");
 }
