@@ -278,3 +278,37 @@ fn allow_socket_refuses_what_is_not_a_socket_and_the_vm_backends() {
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("--allow-socket"), "{r:?}");
 }
+
+#[test]
+fn calls_from_threads_are_judged_and_blocked_connects_stall_nothing_else() {
+    // 80 threads block in connects to a listener that never accepts (more than the
+    // supervisor has workers); a thread's connect to the host socket is still refused,
+    // and a sendmsg of the main thread still goes through.
+    let host = HostSocket::new("stream", None);
+    let script = format!(
+        r#"
+import errno, os, socket, threading, time
+srv = socket.socket(socket.AF_UNIX); srv.bind("/tmp/full.sock"); srv.listen(0)
+def stuck():
+    socket.socket(socket.AF_UNIX).connect("/tmp/full.sock")
+for _ in range(80):
+    threading.Thread(target=stuck, daemon=True).start()
+time.sleep(1)
+res = []
+def probe():
+    try:
+        socket.socket(socket.AF_UNIX).connect("{host}"); res.append("ok")
+    except OSError as e:
+        res.append(errno.errorcode[e.errno])
+t = threading.Thread(target=probe); t.start(); t.join(10)
+x, y = socket.socketpair()
+x.sendmsg([b"still"])
+print(res, y.recv(9).decode(), flush=True)
+os._exit(0)
+"#,
+        host = host.path()
+    );
+    let r = C.run(&["--timeout", "30s", "--", "python3", "-c", &script]);
+    assert_eq!(r.stdout_str(), "['EACCES'] still\n", "{r:?}");
+    assert_eq!(host.received(), b"");
+}
