@@ -6,24 +6,15 @@
 
 use virt_sandbox_tests::*;
 
-on_each_backend!(
-    echo_reaches_stdout_and_the_exit_code_is_mirrored,
-    stderr_is_kept_apart_from_stdout,
-    exit_codes_0_1_255_and_a_signal_death,
-    command_not_found_is_127_and_a_directory_is_126,
-    environment_is_clean_with_defaults_and_dash_e,
-    the_command_runs_in_the_callers_directory,
-    a_directory_under_tmp_is_shown_read_only_where_the_caller_is,
-    rw_dot_under_tmp_is_writable_and_the_host_sees_the_write,
-    temporary_home_runs_a_command_from_tmp_in_the_new_home,
-    directories_the_sandbox_cannot_show_are_refused_in_one_line,
-    identity_is_the_callers_and_privileged_is_root,
-    switchto_runs_as_the_named_user,
-    writing_to_a_host_path_fails_with_erofs_and_leaves_the_host_untouched,
-    scratch_areas_are_writable,
-    hostname_is_sandbox_and_only_loopback_exists,
-);
-also_warm!(
+/// Each case on every backend, and on a VM restored from a snapshot.
+macro_rules! table {
+    ($($case:ident),* $(,)?) => {
+        on_each_backend!($($case),*);
+        also_warm!($($case),*);
+    };
+}
+
+table!(
     echo_reaches_stdout_and_the_exit_code_is_mirrored,
     stderr_is_kept_apart_from_stdout,
     exit_codes_0_1_255_and_a_signal_death,

@@ -10,10 +10,28 @@ use virt_sandbox_tests::*;
 
 /// `virt-sandbox -v --kernel <generic> ARGS` with its own cache directory.
 fn warm_cmd(cache: &Path, args: &[&str]) -> std::process::Command {
+    warm_cmd_on(&generic_kernel(), cache, args)
+}
+
+fn warm_cmd_on(kernel: &Path, cache: &Path, args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(bin());
-    c.arg("-v").arg("--kernel").arg(generic_kernel()).args(args).env("VIRT_SANDBOX_CACHE_DIR", cache);
+    c.arg("-v").arg("--kernel").arg(kernel).args(args).env("VIRT_SANDBOX_CACHE_DIR", cache);
     c.stdin(std::process::Stdio::null());
     c
+}
+
+/// A scratch directory under /tmp with the test's cache directory in it (made by the
+/// launcher, which refuses a world-writable one).
+fn test_cache(name: &str) -> (Scratch, Cache) {
+    let scratch = Scratch::under(Path::new("/tmp"), name);
+    let cache = Cache(scratch.path().join("cache"));
+    (scratch, cache)
+}
+
+/// The run booted a VM to save a snapshot of its own, and ran.
+fn saved_anew(r: &Run, why: &str) {
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("no snapshot yet"), "{why}: {r:?}");
 }
 
 /// A cache directory of the test's own, which the launcher creates.
@@ -47,8 +65,7 @@ const PROBE: &str =
 
 #[test]
 fn two_warm_runs_are_distinct_machines_on_the_hosts_clock() {
-    let scratch = Scratch::under(Path::new("/tmp"), "warm-distinct");
-    let cache = Cache(scratch.path().join("cache"));
+    let (_scratch, cache) = test_cache("warm-distinct");
     let mut seen = Vec::new();
     for _ in 0..2 {
         let before = now();
@@ -73,8 +90,7 @@ fn two_warm_runs_are_distinct_machines_on_the_hosts_clock() {
 
 #[test]
 fn the_default_saves_at_the_first_boot_and_restores_after_and_cold_never_restores() {
-    let scratch = Scratch::under(Path::new("/tmp"), "warm-default");
-    let cache = Cache(scratch.path().join("cache"));
+    let (_scratch, cache) = test_cache("warm-default");
     let r = output(&mut warm_cmd(cache.path(), &["--", "echo", "first"]));
     assert_eq!((r.code, r.stdout_str().as_str()), (0, "first\n"), "{r:?}");
     assert!(r.stderr.contains("saving") && !restored(&r), "{r:?}");
@@ -89,8 +105,7 @@ fn the_default_saves_at_the_first_boot_and_restores_after_and_cold_never_restore
 
 #[test]
 fn a_changed_kernel_or_initrd_gets_a_snapshot_of_its_own() {
-    let scratch = Scratch::under(Path::new("/tmp"), "warm-keys");
-    let cache = Cache(scratch.path().join("cache"));
+    let (_scratch, cache) = test_cache("warm-keys");
     let r = output(&mut warm_cmd(cache.path(), &["--warm", "--", "true"]));
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(snapshots(cache.path()).len(), 1);
@@ -98,14 +113,7 @@ fn a_changed_kernel_or_initrd_gets_a_snapshot_of_its_own() {
     // The same kernel bytes under another file: its identity changed.
     let copy = cache.path().join("kernel-copy");
     std::fs::copy(generic_kernel(), &copy).unwrap();
-    let mut c = warm_cmd(cache.path(), &["--warm", "--", "true"]);
-    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
-    let mut c2 = std::process::Command::new(c.get_program());
-    c2.args(args.iter().map(|a| if Path::new(a) == generic_kernel() { copy.as_os_str() } else { a.as_os_str() }));
-    c2.env("VIRT_SANDBOX_CACHE_DIR", cache.path()).stdin(std::process::Stdio::null());
-    let r = output(&mut c2);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("no snapshot yet"), "a copied kernel reused the old snapshot: {r:?}");
+    saved_anew(&output(&mut warm_cmd_on(&copy, cache.path(), &["--warm", "--", "true"])), "a copied kernel");
     assert_eq!(snapshots(cache.path()).len(), 2);
 
     // Another init makes another initrd.
@@ -114,10 +122,8 @@ fn a_changed_kernel_or_initrd_gets_a_snapshot_of_its_own() {
     bytes.push(0);
     std::fs::write(&init, bytes).unwrap();
     std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    c = warm_cmd(cache.path(), &["--warm", "--", "true"]);
-    let r = output(c.env("VIRT_SANDBOX_INIT", &init));
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("no snapshot yet"), "a new initrd reused the old snapshot: {r:?}");
+    let mut c = warm_cmd(cache.path(), &["--warm", "--", "true"]);
+    saved_anew(&output(c.env("VIRT_SANDBOX_INIT", &init)), "a new initrd");
     assert_eq!(snapshots(cache.path()).len(), 3);
 }
 
@@ -129,8 +135,7 @@ fn init_binary() -> std::path::PathBuf {
 
 #[test]
 fn a_broken_snapshot_is_removed_and_the_run_boots_cold() {
-    let scratch = Scratch::under(Path::new("/tmp"), "warm-broken");
-    let cache = Cache(scratch.path().join("cache"));
+    let (_scratch, cache) = test_cache("warm-broken");
     let r = output(&mut warm_cmd(cache.path(), &["--warm", "--", "true"]));
     assert_eq!(r.code, 0, "{r:?}");
     let name = snapshots(cache.path()).pop().unwrap();
@@ -152,8 +157,7 @@ fn a_broken_snapshot_is_removed_and_the_run_boots_cold() {
 
 #[test]
 fn eight_launchers_racing_for_one_snapshot_save_it_once_and_all_run() {
-    let scratch = Scratch::under(Path::new("/tmp"), "warm-race");
-    let cache = Cache(scratch.path().join("cache"));
+    let (_scratch, cache) = test_cache("warm-race");
     let children: Vec<_> = (0..8)
         .map(|i| {
             let script = format!("echo {i}; cat /proc/sys/kernel/random/boot_id");
@@ -181,8 +185,7 @@ fn eight_launchers_racing_for_one_snapshot_save_it_once_and_all_run() {
 
 #[test]
 fn warm_where_no_snapshot_can_be_taken_is_refused_in_one_line() {
-    let scratch = Scratch::under(Path::new("/tmp"), "warm-refused");
-    let cache = Cache(scratch.path().join("cache"));
+    let (_scratch, cache) = test_cache("warm-refused");
     for (args, says) in [
         (vec!["--warm", "--fs", "virtiofs"], "virtiofs"),
         (vec!["--warm", "--transport", "vsock"], "vsock"),
