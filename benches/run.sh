@@ -49,7 +49,7 @@ accel=$(sed -n 's/.* booted as [^;]*; \([A-Za-z]*\),.*/\1/p' <<<"$chosen" | tr '
 
 floor() {
     qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
-        -M microvm,rtc=on,acpi=on,pcie=off -accel $accel -cpu $cpu -smp $smp -m 512M \
+        -M microvm,rtc=on,acpi=on,pcie=off -bios qboot.rom -accel $accel -cpu $cpu -smp $smp -m 512M \
         -kernel "$vmlinux" -initrd "$work/floor.cpio" \
         -append "$append" \
         -chardev null,id=con -serial chardev:con

@@ -81,7 +81,15 @@ pub fn qemu_args(c: &VmConfig) -> Vec<OsString> {
     let backend = if shared { ",memory-backend=mem" } else { "" };
     match c.machine {
         // rtc=on: the kernel's rtc_cmos probe costs over a second without it.
-        Machine::Microvm => a.push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]),
+        Machine::Microvm => {
+            a.push(&["-M", &format!("microvm,rtc=on,acpi=on,pcie=off{backend}")]);
+            // qboot by name: QEMU's default microvm firmware is qboot upstream and in
+            // Debian 12, but SeaBIOS in Debian 13's QEMU 10, which puts the ACPI tables
+            // at the top of RAM where QEMU also loads the initrd: an initrd ending past
+            // 0xd00 in its last page overwrote the DSDT and the boot hung (measured with
+            // QEMU 10.0.2 from bookworm-backports; scripts/qemu-current.sh).
+            a.push(&["-bios", "qboot.rom"]);
+        }
         Machine::Q35 => a.push(&["-M", &format!("q35{backend}")]),
     }
     let accel = match c.accel {
@@ -281,7 +289,7 @@ mod tests {
     fn microvm_with_virtiofs_shares_memory_and_uses_mmio_devices() {
         let s = joined(&cfg(Share::Virtiofs, Machine::Microvm));
         assert!(s.starts_with("-nodefaults -no-user-config -no-reboot"));
-        assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem"));
+        assert!(s.contains("-M microvm,rtc=on,acpi=on,pcie=off,memory-backend=mem -bios qboot.rom"));
         assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(s.contains(
             "-chardev socket,id=vfs0,path=/run/x/vfs0.sock -device vhost-user-fs-device,chardev=vfs0,tag=vsroot"

@@ -15,6 +15,8 @@ pub enum Error {
     /// QEMU closed the monitor: it exited, and its stderr says why.
     #[error("QMP: QEMU closed the monitor")]
     Closed,
+    #[error("QMP: QEMU did not answer within {0:?}")]
+    Silent(Duration),
     #[error("QMP: {command}: {desc}")]
     Command { command: String, desc: String },
     #[error("QMP: unreadable message {0:?}")]
@@ -95,8 +97,14 @@ impl Qmp {
 
     fn read(&mut self) -> Result<Value, Error> {
         let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(Error::Closed);
+        match self.reader.read_line(&mut line) {
+            Ok(0) => return Err(Error::Closed),
+            Ok(_) => {}
+            // The socket's read timeout (SO_RCVTIMEO) ran out.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(Error::Silent(self.writer.read_timeout().ok().flatten().unwrap_or_default()))
+            }
+            Err(e) => return Err(e.into()),
         }
         serde_json::from_str(&line).map_err(|_| Error::Garbled(line.trim_end().to_owned()))
     }
