@@ -9,6 +9,7 @@
 #     or when asked for (VIRT_SANDBOX_SETUP_VSOCK=1), also into /usr/local/bin
 #   - the musl target (fallback: a static glibc build of the init)
 #   - the launcher, the static init and the docs generator (scripts/build.sh)
+#   - with --for-tests, QEMU 10 from backports beside the system's (scripts/qemu-current.sh)
 #   - with --for-tests, libvirt (daemons, LXC and QEMU drivers, libvirt-dev) started by
 #     scripts/libvirtd.sh; wherever libvirt-dev is installed, a second, dynamically linked
 #     launcher with the libvirt backend (target/release/virt-sandbox, --features libvirt)
@@ -96,4 +97,6 @@ if [ $for_tests = 1 ]; then
     as_root scripts/libvirtd.sh
     # A second one, the tests' stand-in for another libvirt host (tests/tests/libvirt.rs).
     as_root scripts/libvirtd.sh --second /run/virt-sandbox-libvirtd2
+    # QEMU 10 beside the system's, for the warm-start tests on current QEMU.
+    as_root scripts/qemu-current.sh >/dev/null
 fi

@@ -11,3 +11,6 @@ cargo test --release --locked --workspace --exclude virt-sandbox-tests
 # The libvirt backend's unit tests and routing, in the build that has it.
 cargo test --release --locked -p virt-sandbox --features libvirt
 cargo test --release --locked -p virt-sandbox-tests -- --test-threads=2
+# Warm start on current QEMU as well (QEMU 10 from backports, beside Debian 12's 7.2).
+VIRT_SANDBOX_QEMU=$(scripts/qemu-current.sh) \
+    cargo test --release --locked -p virt-sandbox-tests --test warm -- --test-threads=1
