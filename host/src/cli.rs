@@ -151,9 +151,11 @@ pub struct Cli {
     #[arg(long = "no-tty", overrides_with = "tty")]
     pub no_tty: bool,
 
-    /// Kernel image to boot (default: the running kernel's, else the newest in /boot).
+    /// Kernel image to boot (default: an installed virt-sandbox kernel, else the running
+    /// kernel's, else the newest in /boot).
     ///
     /// A bzImage or an ELF vmlinux. Looked for in order: --kernel, $VIRT_SANDBOX_KERNEL,
+    /// an installed virt-sandbox kernel (PREFIX/lib/virt-sandbox/vmlinuz, /usr/local, /usr),
     /// /boot/vmlinuz-$(uname -r), /usr/lib/modules/$(uname -r)/vmlinuz, the newest
     /// /boot/vmlinuz-*. Example: --kernel /boot/vmlinuz-6.1.0-26-cloud-amd64
     #[arg(long, value_name = "PATH", env = "VIRT_SANDBOX_KERNEL", value_hint = ValueHint::FilePath)]

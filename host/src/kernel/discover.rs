@@ -1,7 +1,8 @@
 //! Which kernel the VM boots, its version, and where its modules are.
 //!
-//! The order (DESIGN.md, boot path step 1): `--kernel`, `VIRT_SANDBOX_KERNEL`,
-//! `/boot/vmlinuz-$(uname -r)`, `/usr/lib/modules/$(uname -r)/vmlinuz`, then the newest
+//! The order (DESIGN.md, boot path step 1): `--kernel`, `VIRT_SANDBOX_KERNEL`, the
+//! kernel built for virt-sandbox where it is installed (`lib/virt-sandbox/vmlinuz` of the
+//! launcher's prefix, /usr/local or /usr: kernel-config/), `/boot/vmlinuz-$(uname -r)`, `/usr/lib/modules/$(uname -r)/vmlinuz`, then the newest
 //! `/boot/vmlinuz-*` with a notice, because a container host or a freshly upgraded one
 //! often runs a kernel whose image is not on disk. The version comes from the image's
 //! own header rather than its file name, so the modules match the kernel that boots.
@@ -24,6 +25,8 @@ pub struct Roots {
     /// The merged-/usr location, which also holds `<version>/vmlinuz` on Fedora and
     /// Arch (`/usr/lib/modules`).
     pub usr_modules: PathBuf,
+    /// Where kernel-config/'s kernel may be installed, in order (see [`installed`]).
+    pub installed: Vec<PathBuf>,
 }
 
 impl Roots {
@@ -33,8 +36,25 @@ impl Roots {
             boot: PathBuf::from("/boot"),
             modules: PathBuf::from("/lib/modules"),
             usr_modules: PathBuf::from("/usr/lib/modules"),
+            installed: installed(&std::env::current_exe().unwrap_or_default()),
         }
     }
+}
+
+/// Where an installed virt-sandbox kernel is looked for, as the init is: the launcher's
+/// own prefix (PREFIX/bin/virt-sandbox -> PREFIX/lib/virt-sandbox/vmlinuz), then
+/// /usr/local and /usr. It has everything built in, so it needs no modules tree.
+pub fn installed(exe: &Path) -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(prefix) = exe.parent().filter(|d| d.file_name() == Some("bin".as_ref())).and_then(Path::parent) {
+        c.push(prefix.join("lib/virt-sandbox/vmlinuz"));
+    }
+    for fixed in ["/usr/local/lib/virt-sandbox/vmlinuz", "/usr/lib/virt-sandbox/vmlinuz"] {
+        if !c.iter().any(|p| p == Path::new(fixed)) {
+            c.push(PathBuf::from(fixed));
+        }
+    }
+    c
 }
 
 /// What the user asked for on the command line.
@@ -146,7 +166,10 @@ fn find_image(
             false => Err(Error::EnvKernelMissing { path }),
         };
     }
-    let mut looked = Vec::new();
+    if let Some(own) = roots.installed.iter().find(|p| p.is_file()) {
+        return Ok((own.clone(), None));
+    }
+    let mut looked = roots.installed.clone();
     if !release.is_empty() {
         let own = [roots.boot.join(format!("vmlinuz-{release}")), roots.usr_modules.join(release).join("vmlinuz")];
         for candidate in own {

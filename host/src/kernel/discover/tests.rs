@@ -14,6 +14,10 @@ fn fake_host() -> (tempfile::TempDir, Roots) {
         boot: dir.path().join("boot"),
         modules: dir.path().join("lib/modules"),
         usr_modules: dir.path().join("usr/lib/modules"),
+        installed: vec![
+            dir.path().join("opt/lib/virt-sandbox/vmlinuz"),
+            dir.path().join("usr/lib/virt-sandbox/vmlinuz"),
+        ],
     };
     for path in [&roots.boot, &roots.modules, &roots.usr_modules] {
         fs::create_dir_all(path).unwrap();
@@ -118,12 +122,39 @@ fn newest_boot_image_comes_last_with_a_notice() {
 }
 
 #[test]
+fn an_installed_virt_sandbox_kernel_comes_after_the_env_and_before_boot() {
+    let (dir, roots) = fake_host();
+    put_kernel(&roots.boot.join(format!("vmlinuz-{RELEASE}")), RELEASE);
+    let second = put_kernel(&roots.installed[1], "6.1.1-virt-sandbox");
+    let kernel = discover(&plain(), None, RELEASE, &roots).unwrap();
+    assert_eq!((&kernel.image, &kernel.notice), (&second, &None));
+    // Built without modules: none are looked for where the host keeps its own.
+    assert!(!kernel.modules_present(), "{:?}", kernel.modules_dir);
+    let first = put_kernel(&roots.installed[0], "6.1.2-virt-sandbox");
+    assert_eq!(discover(&plain(), None, RELEASE, &roots).unwrap().image, first);
+    let env = put_kernel(&dir.path().join("env-kernel"), "6.0.0-env");
+    assert_eq!(discover(&plain(), Some(env.clone()), RELEASE, &roots).unwrap().image, env);
+}
+
+#[test]
+fn the_installed_kernel_is_looked_for_in_the_launchers_prefix_first() {
+    let c = installed(Path::new("/opt/vs/bin/virt-sandbox"));
+    let want =
+        ["/opt/vs/lib/virt-sandbox/vmlinuz", "/usr/local/lib/virt-sandbox/vmlinuz", "/usr/lib/virt-sandbox/vmlinuz"];
+    assert_eq!(c, want.map(PathBuf::from));
+    // A launcher in a cargo build tree has no prefix; /usr/bin's is named once.
+    assert_eq!(installed(Path::new("/src/target/release/virt-sandbox")).len(), 2);
+    assert_eq!(installed(Path::new("/usr/bin/virt-sandbox")).len(), 2);
+}
+
+#[test]
 fn no_kernel_at_all_says_what_was_tried_and_mentions_kernel_flag() {
     let (_dir, roots) = fake_host();
     let err = discover(&plain(), None, RELEASE, &roots).unwrap_err();
     let Error::NoKernel { looked } = &err else { panic!("{err:?}") };
-    assert_eq!(looked.len(), 3);
+    assert_eq!(looked.len(), 5);
     let message = err.to_string();
+    assert!(message.contains("opt/lib/virt-sandbox/vmlinuz"), "{message}");
     assert!(message.contains("--kernel"), "{message}");
     assert!(message.contains(&format!("vmlinuz-{RELEASE}")), "{message}");
 
