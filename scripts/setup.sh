@@ -10,6 +10,7 @@
 #   - the musl target (fallback: a static glibc build of the init)
 #   - the launcher, the static init and the docs generator (scripts/build.sh)
 #   - with --for-tests, QEMU 10 from backports beside the system's (scripts/qemu-current.sh)
+#   - with --for-tests, Debian's kernel source and what building it takes (kernel-config/)
 #   - with --for-tests, libvirt (daemons, LXC and QEMU drivers, libvirt-dev) started by
 #     scripts/libvirtd.sh; wherever libvirt-dev is installed, a second, dynamically linked
 #     launcher with the libvirt backend (target/release/virt-sandbox, --features libvirt)
@@ -43,6 +44,11 @@ if [ $for_tests = 1 ]; then
     command -v slirp4netns >/dev/null || pkgs+=(slirp4netns)
     have_kernel "-cloud-amd64" || pkgs+=(linux-image-cloud-amd64)
     ls /boot/vmlinuz-*-amd64 2>/dev/null | grep -qv -- '-cloud-' || pkgs+=(linux-image-amd64)
+    # kernel-config/build.sh builds the tests' own kernel (tests/tests/own_kernel.rs)
+    # from Debian's kernel source, whichever version the release has.
+    for p in linux-source bc bison flex libelf-dev libssl-dev make gcc xz-utils e2fsprogs; do
+        have_pkg $p || pkgs+=($p)
+    done
     # The libvirt backend's tests: a libvirtd with its QEMU and LXC drivers.
     for p in libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-clients libvirt-dev \
         pkg-config; do
