@@ -165,3 +165,12 @@ fn an_installed_kernel_is_the_default() {
     assert!(r.stdout_str().trim_end().ends_with("-virt-sandbox"), "{r:?}");
     assert!(r.stderr.contains(&lib.join("vmlinuz").display().to_string()), "-v names the kernel: {r:?}");
 }
+
+/// virtio-net, built in: -N user gives the guest an interface with a default route.
+#[test]
+fn network_interface_over_virtio_net() {
+    let r = output(&mut on_own(&["-N", "user", "--", "cat", "/proc/net/route"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let default = r.stdout_str().lines().any(|l| l.split_whitespace().take(2).eq(["eth0", "00000000"]));
+    assert!(default, "no default route over eth0: {r:?}");
+}
