@@ -11,7 +11,7 @@ cargo test --release --locked --workspace --exclude virt-sandbox-tests
 # The libvirt backend's unit tests and routing, in the build that has it.
 cargo test --release --locked -p virt-sandbox --features libvirt
 # kernel-config/'s kernel for tests/tests/own_kernel.rs: built once per fragment, build
-# script and source version into a cache outside the clone (~32 min at make -j2 on this
+# script and source version into a cache outside the clone (30-50 min at make -j2 on this
 # shared 2-core machine), then reused.
 VIRT_SANDBOX_OWN_KERNEL=$(nice -n 19 kernel-config/build.sh --cache /var/cache/virt-sandbox/kernel)
 export VIRT_SANDBOX_OWN_KERNEL
