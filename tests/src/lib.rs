@@ -180,7 +180,8 @@ pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Run {
     run_with_stdin_on(sandbox(args), input)
 }
 
-fn run_with_stdin_on(mut cmd: Command, input: &[u8]) -> Run {
+/// Runs `cmd` with `input` fed to its stdin from a thread of its own.
+pub fn run_with_stdin_on(mut cmd: Command, input: &[u8]) -> Run {
     let start = Instant::now();
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();

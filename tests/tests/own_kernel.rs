@@ -68,29 +68,9 @@ fn streams_and_status_over_vsock() {
 fn stdin_passes_through_over_each_transport() {
     let input = pseudo_random(3 << 20, 21);
     for transport in ["virtio-serial", "vsock"] {
-        let mut c = on_own(&["--transport", transport, "--", "sha256sum"]);
-        let r = run_with_stdin_on_cmd(&mut c, &input);
+        let r = run_with_stdin_on(on_own(&["--transport", transport, "--", "sha256sum"]), &input);
         assert_eq!(r.code, 0, "{transport}: {r:?}");
         assert_eq!(r.stdout_str().split_whitespace().next(), Some(sha256(&input).as_str()), "{transport}: {r:?}");
-    }
-}
-
-fn run_with_stdin_on_cmd(c: &mut Command, input: &[u8]) -> Run {
-    use std::io::Write;
-    use std::process::Stdio;
-    let start = std::time::Instant::now();
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    let _ = feeder.join().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        stderr_raw: out.stderr,
-        elapsed: start.elapsed(),
     }
 }
 
