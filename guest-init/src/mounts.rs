@@ -46,11 +46,7 @@ pub fn new_root<'a>(new_root: &'a str, mounts: &[Mount], overlay: bool) -> Resul
     for m in rest {
         let target = format!("{new_root}{}", m.target.trim_end_matches('/'));
         let file_source = match &m.kind {
-            // Anything but a directory (a file, a unix socket of --allow-socket) is bound
-            // on a file.
-            MountKind::Bind { source } => {
-                std::fs::metadata(crate::container_root::host_path(source)).is_ok_and(|meta| !meta.is_dir())
-            }
+            MountKind::Bind { source } => std::path::Path::new(&crate::container_root::host_path(source)).is_file(),
             _ => false,
         };
         points.ensure(&m.target, &target, file_source)?;

@@ -103,16 +103,6 @@ pub struct Cli {
     #[arg(long = "rw", value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub rw: Vec<PathBuf>,
 
-    /// Container: let the command connect to the host's unix socket PATH (repeatable).
-    ///
-    /// By default the command reaches only the unix sockets on the sandbox's own
-    /// filesystems (its /tmp, /run, /var/tmp, /dev/shm, -m ram, --overlay) and under -m
-    /// host-bind and --rw paths, never another host socket the read-only root shows.
-    /// PATH is bound at the same path inside (a host socket under /run or /tmp is
-    /// otherwise hidden). Example: --allow-socket /run/user/1000/bus
-    #[arg(long = "allow-socket", value_name = "PATH", value_hint = ValueHint::AnyPath)]
-    pub allow_socket: Vec<PathBuf>,
-
     /// Make the whole root writable; every change vanishes at the end.
     ///
     /// An overlay over the read-only host root (a tmpfs holds the changes): installers

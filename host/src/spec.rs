@@ -67,9 +67,6 @@ pub struct ContainerOptions {
     pub userns: bool,
     /// Install the seccomp filter (off only by `--security-opt seccomp=unconfined`).
     pub seccomp: bool,
-    /// `--allow-socket`: host unix sockets bound at their own paths, last, which the
-    /// unix-socket guard lets the command reach (absolute, checked to be sockets).
-    pub allow_sockets: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,12 +203,8 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
     if security.is_some() && kind != Kind::Libvirt {
         return Err(Error::LibvirtOnly { option: "-s/--security" });
     }
-    let container_only = [
-        (cli.userns, "--userns"),
-        (cli.pids.is_some(), "--pids"),
-        (!cli.security_opt.is_empty(), "--security-opt"),
-        (!cli.allow_socket.is_empty(), "--allow-socket"),
-    ];
+    let container_only =
+        [(cli.userns, "--userns"), (cli.pids.is_some(), "--pids"), (!cli.security_opt.is_empty(), "--security-opt")];
     if let (Kind::Qemu | Kind::Libvirt, Some((_, option))) = (kind, container_only.iter().find(|(given, _)| *given)) {
         return Err(Error::ContainerOnly { option });
     }
@@ -260,15 +253,7 @@ pub fn build(cli: Cli, caller: &Caller) -> Result<Spec, Error> {
             security,
         },
         Kind::Container => {
-            let allow_sockets = allowed_sockets(&cli.allow_socket, &caller.cwd)?;
-            Backend::Container(ContainerOptions {
-                memory,
-                cpus: cli.cpus,
-                pids: cli.pids,
-                userns: cli.userns,
-                seccomp,
-                allow_sockets,
-            })
+            Backend::Container(ContainerOptions { memory, cpus: cli.cpus, pids: cli.pids, userns: cli.userns, seccomp })
         }
     };
 
@@ -403,21 +388,6 @@ fn backend_kind(uri: &str) -> Result<Kind, Error> {
         },
         u => Err(Error::UnknownUri { uri: u.into() }),
     }
-}
-
-/// `--allow-socket` paths, absolute, each a unix socket on the host.
-fn allowed_sockets(paths: &[PathBuf], cwd: &std::path::Path) -> Result<Vec<PathBuf>, Error> {
-    use std::os::unix::fs::FileTypeExt;
-    let check = |p: &PathBuf| {
-        let abs = std::path::absolute(cwd.join(p)).unwrap_or_else(|_| cwd.join(p));
-        let socket = std::fs::metadata(&abs).is_ok_and(|m| m.file_type().is_socket());
-        if socket {
-            Ok(abs)
-        } else {
-            Err(Error::NotASocket { path: p.clone() })
-        }
-    };
-    paths.iter().map(check).collect()
 }
 
 /// `--security-opt` values, later ones winning: whether the seccomp filter goes on.

@@ -65,10 +65,6 @@ pub enum Error {
     #[error("--rw {}: not an existing directory", .path.display())]
     Rw { path: PathBuf },
 
-    /// `--allow-socket PATH`, which must be a unix socket on the host.
-    #[error("--allow-socket {}: not a unix socket on the host", .path.display())]
-    NotASocket { path: PathBuf },
-
     /// -M/-H for a user whose home is `/` or empty.
     #[error("-M/-H: the user has no home directory to replace")]
     NoHome,

@@ -43,10 +43,6 @@ pub enum Error {
     #[error(transparent)]
     Spawn(super::process::Error),
 
-    /// The unix-socket guard's supervisor thread.
-    #[error("cannot start the unix-socket guard's supervisor")]
-    Supervisor(#[source] io::Error),
-
     /// `-N`: the user-mode network's helper, missing or failing.
     #[error(transparent)]
     Network(super::net::Error),

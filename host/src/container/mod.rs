@@ -13,8 +13,6 @@ mod net;
 mod plan;
 mod process;
 pub mod seccomp;
-mod socket_guard;
-mod supervisor;
 
 use crate::backend::{self, Context, Failure, Launched, Prepared, Running};
 use crate::exit::Outcome;
@@ -51,13 +49,6 @@ impl backend::Backend for Container {
             crate::mounts::expand_includes(&spec.includes).map_err(Error::ExpandIncludes)?;
         let (init, init_path) = initfile::open().map_err(Error::OpenInit)?;
         let programs = if opts.seccomp { seccomp::programs().map_err(Error::SeccompPrograms)? } else { Vec::new() };
-        // The unix-socket guard goes with the seccomp filter: seccomp=unconfined is no
-        // filter at all (and frees the one user-notification listener a process chain
-        // may have for a command that wants its own).
-        let guard = opts.seccomp.then(|| socket_guard::Places::of(&mounts, spec.overlay));
-        if spec.verbose {
-            (cx.notice)(&socket_guard::describe(guard.as_ref()));
-        }
         // A missing helper is a usage error, found before anything starts.
         let network = match &spec.network {
             Some(n) => {
@@ -87,7 +78,6 @@ impl backend::Backend for Container {
             init,
             init_path,
             network,
-            guard,
             debug: spec.debug,
             run_spec: spec.run_spec(mounts, stdio, security, include_entries),
             limits: Limits {
@@ -113,8 +103,6 @@ struct Launch {
     init_path: PathBuf,
     /// `-N`: the helper that gives the container its user-mode network.
     network: Option<(net::Helper, crate::network::Network)>,
-    /// The unix-socket guard's places, when it is on.
-    guard: Option<socket_guard::Places>,
     debug: bool,
     run_spec: RunSpec,
     limits: Limits,
@@ -123,7 +111,7 @@ struct Launch {
 
 impl Prepared for Launch {
     fn launch(self: Box<Self>, cx: &mut Context) -> Result<Launched, Failure> {
-        let Launch { opts, name, privileged, init, init_path, network, guard, debug, run_spec, limits, temp } = *self;
+        let Launch { opts, name, privileged, init, init_path, network, debug, run_spec, limits, temp } = *self;
         let (euid, egid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         let idmap = id_map(euid, egid, opts.userns, privileged);
         let cg_limits = CgroupLimits { memory: opts.memory, pids: opts.pids, cpus: opts.cpus };
@@ -137,26 +125,16 @@ impl Prepared for Launch {
         let (ours, theirs) = UnixStream::pair().map_err(Error::SocketPair)?;
         let theirs = OwnedFd::from(theirs);
         let own_userns = idmap.is_some();
-        let filter = guard.as_ref().map(|_| socket_guard::program());
-        let started = process::spawn(&process::Launch {
+        let pid = process::spawn(&process::Launch {
             init: &init,
             init_path: &init_path,
             idmap,
             control: &theirs,
             cgroup: cgroup.as_ref(),
-            guard: filter.as_deref(),
         })
         .map_err(Error::Spawn)?;
-        let pid = started.pid;
         drop(theirs);
         cx.timeline.mark("namespaces created, init started");
-        if let (Some(listener), Some(places)) = (started.listener, guard) {
-            let policy = socket_guard::Policy::new(pid, places);
-            if let Err(e) = supervisor::start(listener, policy) {
-                proc::kill(pid);
-                return Err(Error::Supervisor(e).into());
-            }
-        }
         let mut running = RunningContainer { pid: Some(pid), cgroup, net_helper: None, _temp: temp };
         // Before the run spec goes out: init configures the helper's interface.
         if let Some((helper, network)) = &network {

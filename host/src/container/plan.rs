@@ -40,13 +40,6 @@ pub fn mount_plan(spec: &Spec, temp: &mut TempDirs) -> Result<Vec<Mount>, Error>
             _ => unreachable!("common() handles the rest"),
         }
     }
-    // --allow-socket: last, so that no scratch tmpfs or user mount hides them.
-    if let crate::spec::Backend::Container(opts) = &spec.backend {
-        for p in &opts.allow_sockets {
-            let path = p.to_string_lossy().into_owned();
-            list.push(m(MountKind::Bind { source: path.clone() }, &path, false));
-        }
-    }
     Ok(list)
 }
 

@@ -34,22 +34,13 @@ pub struct Launch<'a> {
     pub idmap: Option<IdMap>,
     pub control: &'a OwnedFd,
     pub cgroup: Option<&'a Cgroup>,
-    /// The unix-socket guard's filter, installed on init (and so on everything it
-    /// starts) with a listener for the launcher's supervisor.
-    pub guard: Option<&'a [libc::sock_filter]>,
-}
-
-/// A started init, and the guard's listener when it has one.
-pub struct Started {
-    pub pid: u32,
-    pub listener: Option<OwnedFd>,
 }
 
 /// Starts init as PID 1 of a new set of namespaces; returns its pid (outside).
 ///
 /// Must be called while the launcher is single-threaded: the child runs ordinary code
 /// between clone and exec.
-pub fn spawn(l: &Launch) -> Result<Started, Error> {
+pub fn spawn(l: &Launch) -> Result<u32, Error> {
     let init_path = CString::new(l.init_path.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::InitPathNul(l.init_path.to_owned()))?;
     let (init_id, init_size) = {
@@ -59,8 +50,6 @@ pub fn spawn(l: &Launch) -> Result<Started, Error> {
     };
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    // The guard's listener fd number, told by the child before its exec.
-    let (guard_r, guard_w) = pipe()?;
     let argv0 = c"virt-sandbox-init";
     let env = [CString::new(format!("VIRT_SANDBOX_CONTROL_FD={CONTROL_FD}")).expect("no NUL in a number")];
     let argv = [argv0.as_ptr(), std::ptr::null()];
@@ -89,17 +78,16 @@ pub fn spawn(l: &Launch) -> Result<Started, Error> {
     if pid == 0 {
         let exe = Exe { fd: l.init.as_fd(), size: init_size, path: &init_path, id: init_id };
         let ambient = l.idmap.as_ref().is_some_and(|m| m.ambient_caps);
-        let guard = l.guard.map(|prog| Guard { prog, report: guard_w.as_fd() });
         // SAFETY: argv and envp are null-terminated arrays of pointers to the strings
         // argv0 and env, which live on in this process until it execs or exits.
-        let errno = unsafe { child(&sync_r, l.control.as_fd(), exe, &argv, &envp, ambient, last_cap, guard) };
+        let errno = unsafe { child(&sync_r, l.control.as_fd(), exe, &argv, &envp, ambient, last_cap) };
         let _ = rustix::io::write(&err_w, &errno.to_ne_bytes());
         // SAFETY: _exit(2) ends this copy at once, running none of the exit handlers and
         // destructors, which are the launcher's.
         unsafe { libc::_exit(127) };
     }
     let pid = pid as u32;
-    drop((sync_r, err_w, guard_w));
+    drop((sync_r, err_w));
     let fail = |err: Error| {
         // Kill and reap our own child.
         if let Some(child) = Pid::from_raw(pid as i32) {
@@ -128,52 +116,13 @@ pub fn spawn(l: &Launch) -> Result<Started, Error> {
         }
     }
     let _ = rustix::io::write(&sync_w, b"g");
-    // The guard's listener, taken from the child while it waits (it is close-on-exec).
-    // EOF: the child failed before, and says why below.
-    let mut listener = None;
-    let mut number = [0u8; 4];
-    if l.guard.is_some() && rustix::io::read(&guard_r, &mut number) == Ok(4) {
-        match take_fd(pid, i32::from_ne_bytes(number)) {
-            Ok(fd) => listener = Some(fd),
-            Err(e) => return fail(Error::Guard(e)),
-        }
-        let _ = rustix::io::write(&sync_w, b"l");
-    }
     drop(sync_w);
     let mut errno = [0u8; 4];
     // EOF (0) means the exec happened.
     if rustix::io::read(&err_r, &mut errno) == Ok(4) {
         return fail(Error::ExecInit(std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))));
     }
-    if l.guard.is_some() && listener.is_none() {
-        return fail(Error::Guard(std::io::Error::from_raw_os_error(libc::EIO)));
-    }
-    Ok(Started { pid, listener })
-}
-
-/// A copy of the child's fd `fd` (pidfd_getfd: Linux 5.6).
-fn take_fd(pid: u32, fd: i32) -> std::io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open(2) returns a new fd or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if pidfd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd, owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
-    // SAFETY: pidfd_getfd(2) returns a new fd or -1.
-    let n = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(n as i32) })
-}
-
-/// The guard's filter and where the child reports its listener's number.
-struct Guard<'a> {
-    prog: &'a [libc::sock_filter],
-    report: BorrowedFd<'a>,
+    Ok(pid)
 }
 
 /// The init binary as the child finds it.
@@ -195,7 +144,6 @@ struct Exe<'a> {
 ///
 /// `argv` and `envp` are null-terminated arrays of pointers to NUL-terminated strings
 /// that live until the process execs or exits.
-#[allow(clippy::too_many_arguments)]
 unsafe fn child(
     sync: &OwnedFd,
     control: BorrowedFd,
@@ -204,7 +152,6 @@ unsafe fn child(
     envp: &[*const libc::c_char],
     ambient: bool,
     last_cap: u32,
-    guard: Option<Guard>,
 ) -> i32 {
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
     // Die with the launcher. getppid() is 0 in a new pid namespace, so the race with
@@ -260,29 +207,6 @@ unsafe fn child(
         // older fd 3 been closed in between, which nothing does.
         if unsafe { libc::dup2(control.as_raw_fd(), CONTROL_FD) } < 0 {
             return errno();
-        }
-    }
-    // Last: the guard's filter, whose listener the launcher takes before the exec closes
-    // it. Allowed without no_new_privs: this child holds CAP_SYS_ADMIN in its namespace.
-    if let Some(g) = guard {
-        let prog = libc::sock_fprog { len: g.prog.len() as u16, filter: g.prog.as_ptr() as *mut libc::sock_filter };
-        // SAFETY: prog points at the filter's instructions, which outlive the call; the
-        // kernel copies them.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if fd < 0 {
-            return errno();
-        }
-        let _ = rustix::io::write(g.report, &(fd as i32).to_ne_bytes());
-        if rustix::io::read(sync, &mut go) != Ok(1) {
-            // SAFETY: as above.
-            unsafe { libc::_exit(1) };
         }
     }
     let exec = |fd: BorrowedFd| {
@@ -385,6 +309,4 @@ pub enum Error {
     Cgroup(super::cgroup::Error),
     #[error("cannot start the container's init")]
     ExecInit(#[source] std::io::Error),
-    #[error("cannot take the unix-socket guard's listener from the container's init")]
-    Guard(#[source] std::io::Error),
 }
