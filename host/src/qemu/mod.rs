@@ -174,12 +174,11 @@ impl Prepared for Launch {
         };
         let console = console::Tail::default();
         let qemu_err = console::Tail::default();
-        let (limits_timeout, boot_limit) = (timeout, boot_timeout);
 
         // --warm without a snapshot: a VM booted only to be saved.
         if let warm::Choice::Build(saving) = choice {
             let (ctl, qmp) = (listener.as_ref(), qmp_listener.as_ref());
-            choice = match build(&bin, &cfg, saving, &cache, ctl, qmp, boot_limit, debug) {
+            choice = match build(&bin, &cfg, saving, &cache, ctl, qmp, boot_timeout, debug) {
                 Ok(found) => {
                     cx.timeline.mark("snapshot saved");
                     if verbose {
@@ -201,7 +200,7 @@ impl Prepared for Launch {
                     rundir.remove();
                     cx.timeline.hello();
                     cx.timeline.mark("init woken");
-                    let mut limits = Limits::relayed(boot_limit, limits_timeout, include_files);
+                    let mut limits = Limits::relayed(boot_timeout, timeout, include_files);
                     limits.greeted = true;
                     let qemu_pid = helpers.qemu.as_ref().map_or(0, Child::id);
                     helpers.publishing = crate::vm::publish_in_background(staged);
@@ -287,7 +286,7 @@ impl Prepared for Launch {
             }
             (None, None) => unreachable!("a listener is bound whenever there is no vsock host"),
         };
-        let limits = Limits::relayed(boot_limit, limits_timeout, include_files);
+        let limits = Limits::relayed(boot_timeout, timeout, include_files);
         Ok(Launched {
             control,
             watch: backend::Watch::Process(qemu_pid, "QEMU"),
@@ -466,14 +465,10 @@ fn build(
     let monitor = accept(qmp, helpers.qemu.as_mut()).map_err(|e| said(&e))?;
     let mut monitor = warm::prepare_save(monitor, RESTORE_LIMIT).map_err(|e| said(&e))?;
     warm::read_hello(&mut stream, boot_limit).map_err(|e| said(&e))?;
+    let key = saving.key().to_owned();
     let path = warm::save(&mut monitor, saving, cache).map_err(|e| said(&e))?;
     helpers.stop();
-    let key = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("snapshot-"))
-        .and_then(|n| n.strip_suffix(".vmstate"));
-    key.and_then(|k| cache.lookup(k)).ok_or_else(|| format!("{} vanished after it was saved", path.display()))
+    cache.lookup(&key).ok_or_else(|| format!("{} vanished after it was saved", path.display()))
 }
 
 /// The save of a snapshot at the booting VM's Hello (`warm::save`), then `cont`. A save

@@ -121,7 +121,7 @@ impl Cache {
         let path = self.path(key);
         let tmp = self.dir.join(format!(".snapshot-{key}.vmstate.{}.0.tmp", std::process::id()));
         let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).ok()?;
-        Some(Saving { path, tmp, file: Some(file), _lock: lock })
+        Some(Saving { key: key.to_owned(), path, tmp, file: Some(file), _lock: lock })
     }
 
     /// Removes a snapshot that failed to restore, unless another launcher has already
@@ -157,6 +157,7 @@ pub struct Found {
 /// A snapshot being written: QEMU writes `file`; [`Saving::commit`] renames it into
 /// place; dropped uncommitted, the temporary file goes.
 pub struct Saving {
+    key: String,
     path: PathBuf,
     tmp: PathBuf,
     file: Option<File>,
@@ -167,6 +168,11 @@ impl Saving {
     /// The file QEMU writes the snapshot to.
     pub fn file(&self) -> &File {
         self.file.as_ref().expect("open until commit")
+    }
+
+    /// The key of the snapshot being saved.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// Puts the written snapshot in place and returns its path. Not synced: a snapshot
